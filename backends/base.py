@@ -1,0 +1,70 @@
+"""The one interface every executor implements.
+
+A backend turns a parameterized Qiskit circuit and a batch of parameter values into the 2^N
+computational-basis probabilities. It knows nothing about torch training: the QNN
+(`qtrain_qiskit.qnn`) is the only place where backends and autograd meet.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import ClassVar
+
+import numpy as np
+from qiskit import QuantumCircuit
+
+
+class Backend(ABC):
+    """Executes a circuit and returns outcome probabilities in Qiskit's little-endian order.
+
+    Subclasses set ``name`` (the registry key) and ``exact`` (True when probabilities carry no
+    shot noise), implement `_probabilities`, and may implement `_vjp` for exact reverse-mode
+    gradients. Constructors stay cheap: per-circuit preparation (transpiling, compiling) happens
+    lazily on first use and is cached, so it runs once per run, not once per step.
+    """
+
+    name: ClassVar[str]
+    exact: ClassVar[bool] = True
+
+    def probabilities(self, circuit: QuantumCircuit, parameter_values: np.ndarray) -> np.ndarray:
+        """Return probabilities of shape (batch, 2^num_qubits) for values of shape (batch, P).
+
+        P is ``circuit.num_parameters`` and columns follow ``circuit.parameters`` order.
+        """
+        values = self._check_values(circuit, parameter_values)
+        return self._probabilities(circuit, values)
+
+    @property
+    def supports_vjp(self) -> bool:
+        """Whether `vjp` is available (exact reverse-mode gradient, the `adjoint` method)."""
+        return type(self)._vjp is not Backend._vjp
+
+    def vjp(
+        self, circuit: QuantumCircuit, parameter_values: np.ndarray, grad_output: np.ndarray
+    ) -> np.ndarray:
+        """Vector-Jacobian product sum_k g[b, k] dP[b, k]/dtheta[b, j], shape (batch, P).
+
+        Training needs only this product, which one reverse pass gives, never the full
+        (batch, 2^N, P) Jacobian.
+        """
+        values = self._check_values(circuit, parameter_values)
+        grad = np.asarray(grad_output, dtype=np.float64).reshape(len(values), 2**circuit.num_qubits)
+        return self._vjp(circuit, values, grad)
+
+    @abstractmethod
+    def _probabilities(self, circuit: QuantumCircuit, values: np.ndarray) -> np.ndarray: ...
+
+    def _vjp(self, circuit: QuantumCircuit, values: np.ndarray, grad: np.ndarray) -> np.ndarray:
+        raise NotImplementedError(f"backend {self.name!r} has no exact vector-Jacobian product")
+
+    @staticmethod
+    def _check_values(circuit: QuantumCircuit, parameter_values: np.ndarray) -> np.ndarray:
+        values = np.asarray(parameter_values, dtype=np.float64)
+        if values.ndim == 1:
+            values = values[None, :]
+        if values.ndim != 2 or values.shape[1] != circuit.num_parameters:
+            raise ValueError(
+                f"parameter_values must have shape (batch, {circuit.num_parameters}), "
+                f"got {np.shape(parameter_values)}"
+            )
+        return values

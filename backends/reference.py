@@ -1,0 +1,23 @@
+"""The minimal reference backend: Qiskit's own `Statevector`, one bound circuit at a time.
+
+Read this first to see the whole backend contract. It is slow (it rebinds and simulates every row
+separately) and exists as the independent reference the fast executors are tested against.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from qiskit import QuantumCircuit
+from qiskit.quantum_info import Statevector
+
+from .base import Backend
+from .registry import register
+
+
+@register
+class QiskitStatevectorBackend(Backend):
+    name = "qiskit_statevector"
+    exact = True
+
+    def _probabilities(self, circuit: QuantumCircuit, values: np.ndarray) -> np.ndarray:
+        return np.stack([Statevector(circuit.assign_parameters(row)).probabilities() for row in values])

@@ -1,0 +1,62 @@
+"""Step-time measurement: a real training step (forward, backward, clip, Adam) on the seed config.
+
+Inputs are random tensors of the dataset's shape: step time does not depend on pixel values, and
+the benchmark then needs no data on disk.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from typing import Any
+
+import torch
+from torch import nn
+
+from .config import Config
+from .model import build_model, resolve_device
+
+INPUT_SHAPES = {"mnist": (1, 28, 28), "fashion_mnist": (1, 28, 28), "cifar10": (3, 32, 32)}
+
+
+def time_steps(config: Config, steps: int, warmup: int = 3) -> dict[str, Any]:
+    """Median and spread of ``steps`` timed training steps after ``warmup`` untimed ones."""
+    device = resolve_device(config.execution.device)
+    torch.manual_seed(config.train.seed)
+    model = build_model(config, device)
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.Adam(trainable, lr=config.train.lr)
+    x = torch.randn(config.train.batch_size, *INPUT_SHAPES[config.data.dataset], device=device)
+    y = torch.randint(0, 10, (config.train.batch_size,), device=device)
+
+    def step() -> None:
+        loss = nn.functional.cross_entropy(model(x), y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        nn.utils.clip_grad_norm_(trainable, config.train.clip)
+        optimizer.step()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+
+    for _ in range(warmup):
+        step()
+    times = []
+    for _ in range(steps):
+        start = time.perf_counter()
+        step()
+        times.append((time.perf_counter() - start) * 1e3)
+    quartiles = statistics.quantiles(times, n=4) if len(times) > 1 else [times[0]] * 3
+    return {
+        "backend": config.execution.backend,
+        "grad": config.execution.grad,
+        "device": str(device),
+        "torch_threads": torch.get_num_threads(),
+        "num_qubits": model.mapping.num_qubits,
+        "num_blocks": config.circuit.blocks,
+        "batch_size": config.train.batch_size,
+        "steps": steps,
+        "median_step_ms": statistics.median(times),
+        "p25_step_ms": quartiles[0],
+        "p75_step_ms": quartiles[2],
+        **model.parameter_counts(),
+    }

@@ -1,0 +1,258 @@
+"""Typed run configuration: one dataclass per section, strict keys, flat CLI overrides.
+
+Precedence: dataclass defaults (the seed's reference MNIST configuration) < YAML file < command
+line. Every field is a flag named after it (``batch_size`` -> ``--batch-size``), so field names
+are unique across sections. Validation happens once, here, before any work starts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import math
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """Bad configuration or flag: reported as one line, exit status 2."""
+
+
+def _f(default: Any, help: str, **kwargs: Any) -> Any:  # noqa: A002
+    if isinstance(default, (list, tuple)):
+        return field(default_factory=lambda: list(default), metadata={"help": help, **kwargs})
+    return field(default=default, metadata={"help": help, **kwargs})
+
+
+@dataclass
+class ModelConfig:
+    target: str = _f("mnist_cnn", "target network whose weights are generated", choices=("mnist_cnn", "cifar_cnn"))
+    features: str = _f("scaled", "probability feature fed to the mapping", choices=("raw", "scaled"))
+    hidden: list[int] = _f([20], "hidden layer sizes of the mapping MLP, e.g. 20 or 32,32")
+    activation: str = _f("relu", "mapping MLP activation", choices=("relu", "tanh", "gelu", "silu"))
+    feature_alpha: float = _f(1.0, "scaled feature exponent alpha")
+    feature_beta: float = _f(1.0, "scaled feature multiplier beta")
+    feature_gamma: float = _f(1.0, "scaled feature slope gamma (on 2^(N-1) P)")
+    center_weights: bool = _f(False, "subtract the mean of the generated weights")
+
+
+@dataclass
+class CircuitConfig:
+    qubits: int | None = _f(None, "qubits N (default ceil(log2 M) of the target)")
+    blocks: int = _f(8, "ansatz blocks L (RY layer + CNOT chain each)")
+    entanglement: str = _f("linear", "CNOT pattern per block", choices=("linear", "circular"))
+    init: str = _f("uniform", "angle initialization: uniform in [-s, s] or normal(0, s)", choices=("uniform", "normal"))
+    init_scale: float = _f(math.pi, "angle initialization scale s (radians)")
+
+
+@dataclass
+class ExecutionConfig:
+    backend: str = _f("aer_statevector", "executor of the circuit (see backends.available())")
+    grad: str = _f("adjoint", "circuit gradient method", choices=("adjoint", "param_shift"))
+    device: str = _f("auto", "torch device for the classical side: auto, cpu, cuda, cuda:N, mps")
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = _f(50, "training epochs")
+    batch_size: int = _f(64, "training batch size")
+    lr: float = _f(5e-4, "Adam learning rate")
+    clip: float = _f(10.0, "gradient-norm clipping over all trainable parameters")
+    seed: int = _f(0, "seed for initialization and shuffling")
+    eval_batch_size: int = _f(1000, "batch size for validation and test")
+
+
+@dataclass
+class DataConfig:
+    dataset: str = _f("mnist", "dataset", choices=("mnist", "fashion_mnist", "cifar10"))
+    data_dir: str | None = _f(None, "dataset root (default: $QTRAIN_DATA_DIR, else ./data)")
+    val_fraction: float = _f(0.2, "fraction of the training set held out for validation")
+    split_seed: int = _f(0, "seed of the train/validation split")
+    train_subset: int | None = _f(None, "train on only this many training images (quick runs)")
+
+
+SECTIONS = {
+    "model": ModelConfig,
+    "circuit": CircuitConfig,
+    "execution": ExecutionConfig,
+    "train": TrainConfig,
+    "data": DataConfig,
+}
+
+
+@dataclass
+class Config:
+    name: str = "mnist"
+    run_dir: str | None = None
+    model: ModelConfig = field(default_factory=ModelConfig)
+    circuit: CircuitConfig = field(default_factory=CircuitConfig)
+    execution: ExecutionConfig = field(default_factory=ExecutionConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+TOP_LEVEL = {"name": "run name (default run directory runs/<name>_<backend>_<time>)", "run_dir": "run directory"}
+
+
+def _fields() -> dict[str, tuple[str | None, dataclasses.Field, Any]]:
+    """Every configurable key: flat name -> (section or None, field, resolved type)."""
+    hints = typing.get_type_hints(Config)
+    out: dict[str, tuple[str | None, dataclasses.Field, Any]] = {
+        f.name: (None, f, hints[f.name]) for f in dataclasses.fields(Config) if f.name in TOP_LEVEL
+    }
+    for section, cls in SECTIONS.items():
+        hints = typing.get_type_hints(cls)
+        out.update({f.name: (section, f, hints[f.name]) for f in dataclasses.fields(cls)})
+    return out
+
+
+def _coerce(value: Any, hint: Any, key: str) -> Any:
+    """Convert a YAML or command-line value to the field's type, or say which key is wrong."""
+    args = typing.get_args(hint)
+    if type(None) in args:
+        if value is None or (isinstance(value, str) and value.lower() in ("none", "null", "")):
+            return None
+        hint = next(a for a in args if a is not type(None))
+    try:
+        if typing.get_origin(hint) is list:
+            items = value.split(",") if isinstance(value, str) else value
+            if not isinstance(items, (list, tuple)):
+                raise TypeError
+            return [int(item) for item in items]
+        if hint is bool:
+            if isinstance(value, str) and value.lower() in ("true", "false", "1", "0", "yes", "no"):
+                return value.lower() in ("true", "1", "yes")
+            if isinstance(value, bool):
+                return value
+            raise TypeError
+        if hint is int:
+            if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+                raise TypeError
+            return int(value)
+        if hint is float:
+            if isinstance(value, bool):
+                raise TypeError
+            return float(value)
+        if hint is str:
+            if not isinstance(value, (str, int, float)) or isinstance(value, bool):
+                raise TypeError
+            return str(value)
+    except (TypeError, ValueError):
+        pass
+    raise ConfigError(f"{key}: expected {getattr(hint, '__name__', hint)}, got {value!r}")
+
+
+def apply(config: Config, overrides: dict[str, Any], origin: str) -> Config:
+    """Set flat or sectioned keys on ``config``; unknown keys are an error naming them."""
+    known = _fields()
+    for key, value in overrides.items():
+        if isinstance(value, dict) and key in SECTIONS:
+            section_fields = {f.name for f in dataclasses.fields(SECTIONS[key])}
+            unknown = sorted(set(value) - section_fields)
+            if unknown:
+                raise ConfigError(f"unknown key {key}.{unknown[0]} in {origin}; known: {', '.join(sorted(section_fields))}")
+            apply(config, value, origin)
+            continue
+        if key not in known:
+            raise ConfigError(f"unknown key {key!r} in {origin}")
+        section, _, hint = known[key]
+        target = config if section is None else getattr(config, section)
+        setattr(target, key, _coerce(value, hint, key))
+    return config
+
+
+def load_yaml(path: str | Path) -> dict[str, Any]:
+    """The mapping stored in a YAML file, or a one-line error."""
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"config file not found: {path}") from None
+    except (yaml.YAMLError, OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read config {path}: {str(exc).splitlines()[0]}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"config {path} must be a mapping of keys to values")
+    return data
+
+
+def validate(config: Config) -> Config:
+    """Check choices and ranges once, at the edge; raise ConfigError naming the first problem."""
+    import backends  # the registry decides which backend names exist
+
+    for key, (section, f, _) in _fields().items():
+        value = getattr(config if section is None else getattr(config, section), key)
+        choices = f.metadata.get("choices")
+        if choices and value not in choices:
+            raise ConfigError(f"{key}: {value!r} is not one of {', '.join(choices)}")
+    if config.execution.backend not in backends.available():
+        raise ConfigError(f"backend: unknown {config.execution.backend!r}; available: {', '.join(backends.available())}")
+    checks = [
+        (config.circuit.blocks >= 1, "blocks must be >= 1"),
+        (config.circuit.qubits is None or config.circuit.qubits >= 1, "qubits must be >= 1"),
+        (config.circuit.init_scale >= 0, "init_scale must be >= 0"),
+        (all(h >= 1 for h in config.model.hidden), "hidden sizes must be >= 1"),
+        (config.train.epochs >= 1, "epochs must be >= 1"),
+        (config.train.batch_size >= 1, "batch_size must be >= 1"),
+        (config.train.eval_batch_size >= 1, "eval_batch_size must be >= 1"),
+        (config.train.lr > 0, "lr must be > 0"),
+        (config.train.clip > 0, "clip must be > 0"),
+        (0 < config.data.val_fraction < 1, "val_fraction must be in (0, 1)"),
+        (config.data.train_subset is None or config.data.train_subset >= 1, "train_subset must be >= 1"),
+        (config.execution.device == "auto" or config.execution.device.split(":")[0] in ("cpu", "cuda", "mps"),
+         f"device: unknown {config.execution.device!r}; use auto, cpu, cuda, cuda:N or mps"),
+    ]
+    for ok, message in checks:
+        if not ok:
+            raise ConfigError(message)
+    if config.circuit.qubits is not None:
+        from .targets import build_target, count_parameters
+
+        weights = count_parameters(build_target(config.model.target))
+        if 2**config.circuit.qubits < weights:
+            raise ConfigError(
+                f"qubits: 2^{config.circuit.qubits} = {2**config.circuit.qubits} outcomes cannot address "
+                f"the {weights} weights of {config.model.target}; need at least {math.ceil(math.log2(weights))}"
+            )
+    return config
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> typing.NoReturn:
+        raise ConfigError(message)
+
+
+def build_parser(description: str, extra: typing.Callable[[argparse.ArgumentParser], None] | None = None) -> argparse.ArgumentParser:
+    """A parser with ``--config`` and one flag per configuration key (values parsed later)."""
+    parser = _Parser(description=description, allow_abbrev=False)
+    parser.add_argument("--config", help="YAML file with the keys to change from the defaults")
+    for key, (_, f, _) in _fields().items():
+        help_text = TOP_LEVEL.get(key) or f.metadata.get("help", "")
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        parser.add_argument(f"--{key.replace('_', '-')}", dest=key, default=argparse.SUPPRESS,
+                            help=f"{help_text} [{default}]", metavar=key.upper())
+    if extra is not None:
+        extra(parser)
+    return parser
+
+
+def from_args(args: argparse.Namespace, base: Config | None = None) -> Config:
+    """Defaults (or ``base``), then ``--config`` file, then flags; validated."""
+    config = base if base is not None else Config()
+    if getattr(args, "config", None):
+        apply(config, load_yaml(args.config), args.config)
+    flags = {key: value for key, value in vars(args).items() if key in _fields()}
+    return validate(apply(config, flags, "command line"))
+
+
+def to_yaml(config: Config) -> str:
+    """YAML text of the resolved configuration, loadable by `apply`."""
+    return yaml.safe_dump(config.to_dict(), sort_keys=False)

@@ -1,0 +1,116 @@
+"""Where the circuit meets autograd: the qiskit-ml network and its TorchConnector.
+
+`ProbabilityQNN` is a qiskit-machine-learning `NeuralNetwork` (numpy in, numpy out) whose output
+is the 2^N outcome probabilities and whose weights are all the circuit's angles. `VJPTorchConnector`
+is a `TorchConnector` whose backward asks the network for the vector-Jacobian product when it can
+give one, instead of the full (batch, 2^N, P) Jacobian that stock TorchConnector contracts.
+
+The exact torch engine needs neither: it is differentiable torch code already, so
+`TorchQuantumLayer` calls it directly and the probabilities never leave the training device.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from qiskit import QuantumCircuit
+from qiskit_machine_learning.connectors import TorchConnector
+from qiskit_machine_learning.connectors.torch_connector import _TorchNNFunction
+from qiskit_machine_learning.neural_networks import NeuralNetwork
+from torch import nn
+
+from backends import Backend
+from backends.torch_statevector import TorchStatevectorBackend
+
+from .gradients import GradientMethod, get_gradient
+
+
+class ProbabilityQNN(NeuralNetwork):
+    """Outcome probabilities of ``circuit`` on ``backend``; no inputs, every parameter a weight."""
+
+    def __init__(self, circuit: QuantumCircuit, backend: Backend, *, gradient: str | GradientMethod = "adjoint") -> None:
+        super().__init__(
+            num_inputs=0,
+            num_weights=circuit.num_parameters,
+            sparse=False,
+            output_shape=2**circuit.num_qubits,
+            input_gradients=False,
+        )
+        self.circuit, self.backend = circuit, backend
+        self.gradient = get_gradient(gradient) if isinstance(gradient, str) else gradient
+        self.gradient.check(circuit, backend)
+
+    def _forward(self, input_data: np.ndarray | None, weights: np.ndarray | None) -> np.ndarray:
+        probs = self.backend.probabilities(self.circuit, weights[None])
+        return np.broadcast_to(probs, (_num_samples(input_data), probs.shape[1]))
+
+    def _backward(self, input_data: np.ndarray | None, weights: np.ndarray | None) -> tuple[None, np.ndarray]:
+        jacobian = self.gradient.jacobian(self.circuit, self.backend, weights)
+        return None, np.broadcast_to(jacobian, (_num_samples(input_data), *jacobian.shape))
+
+    def backward_vjp(self, input_data: np.ndarray | None, weights: np.ndarray, grad_output: np.ndarray) -> np.ndarray:
+        """sum over samples and outcomes of grad_output[s, k] dP_k/dtheta, shape (num_weights,)."""
+        grad = np.asarray(grad_output, dtype=np.float64).reshape(-1, self.output_shape[0]).sum(axis=0)
+        return self.gradient.vjp(self.circuit, self.backend, np.asarray(weights, dtype=np.float64), grad)
+
+
+def _num_samples(input_data: np.ndarray | None) -> int:
+    return 1 if input_data is None else input_data.shape[0]
+
+
+class _VJPFunction(torch.autograd.Function):
+    """TorchConnector's autograd function, with a backward that prefers the VJP."""
+
+    @staticmethod
+    def forward(ctx, input_data, weights, neural_network, sparse):  # noqa: ANN001, ANN205
+        return _TorchNNFunction.forward(ctx, input_data, weights, neural_network, sparse)
+
+    @staticmethod
+    def backward(ctx, grad_output):  # noqa: ANN001, ANN205
+        network = ctx.neural_network
+        if ctx.sparse or not hasattr(network, "backward_vjp"):
+            return _TorchNNFunction.backward(ctx, grad_output)
+        input_data, weights = ctx.saved_tensors
+        grad = network.backward_vjp(
+            input_data.detach().cpu().numpy(), weights.detach().cpu().numpy(), grad_output.detach().cpu().numpy()
+        )
+        return None, torch.as_tensor(grad, dtype=weights.dtype, device=weights.device), None, None
+
+
+class VJPTorchConnector(TorchConnector):
+    """A TorchConnector that needs one vector-Jacobian product per backward, not a Jacobian.
+
+    Networks without ``backward_vjp`` fall back to the stock Jacobian contraction.
+    """
+
+    def forward(self, input_data: torch.Tensor | None = None) -> torch.Tensor:
+        if input_data is None:
+            input_data = torch.zeros(0, device=self.weight.device)
+        return _VJPFunction.apply(input_data, self.weight, self.neural_network, self.sparse)
+
+
+class TorchQuantumLayer(nn.Module):
+    """The exact torch engine as a module: probabilities by differentiable torch operations."""
+
+    def __init__(self, circuit: QuantumCircuit, backend: TorchStatevectorBackend, initial_weights: torch.Tensor) -> None:
+        super().__init__()
+        self.circuit, self.backend = circuit, backend
+        self.weight = nn.Parameter(torch.as_tensor(initial_weights, dtype=torch.float32).clone())
+        self._weights = self.weight  # TorchConnector's alias: same state_dict keys on every backend
+
+    def forward(self) -> torch.Tensor:
+        return self.backend.torch_probabilities(self.circuit, self.weight[None])[0]
+
+
+def build_quantum_layer(
+    circuit: QuantumCircuit, backend: Backend, gradient: str, initial_weights: torch.Tensor
+) -> nn.Module:
+    """The module that outputs P (2^N,) from trainable angles, for this backend and gradient.
+
+    The torch engine with ``adjoint`` differentiates natively; every other combination goes
+    through the qiskit-ml network inside a `VJPTorchConnector`.
+    """
+    if isinstance(backend, TorchStatevectorBackend) and gradient == "adjoint":
+        return TorchQuantumLayer(circuit, backend, initial_weights)
+    network = ProbabilityQNN(circuit, backend, gradient=gradient)
+    return VJPTorchConnector(network, initial_weights=initial_weights.detach().cpu().numpy())

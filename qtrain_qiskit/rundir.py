@@ -1,0 +1,123 @@
+"""Everything written to or read from a run directory: fixed names, atomic writes, versioned files.
+
+A run directory is self-describing: the resolved config, one metrics line per epoch, checkpoints
+(trainable state, optimizer, epoch, RNG state, config, package version, format version), the
+summary, the training curves and the exported classical model. Every file is written to a
+temporary name, flushed and renamed, so a crash never leaves a half-written file behind.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import torch
+
+CONFIG_FILE = "config.yaml"
+METRICS_FILE = "metrics.jsonl"
+SUMMARY_FILE = "summary.json"
+LAST_CHECKPOINT = "checkpoint_last.pt"
+BEST_CHECKPOINT = "checkpoint_best.pt"
+CURVES_FILE = "curves.png"
+EXPORT_FILE = "classical_model.pt"
+CHECKPOINT_FORMAT = 1  # bump when the checkpoint layout changes
+
+
+class RunDirError(RuntimeError):
+    """A run directory or file that cannot be used: reported as one line, exit status 2."""
+
+
+def write_atomic(path: Path, write: Callable[[BinaryIO], None]) -> None:
+    """Write through ``write(file)`` to a temporary sibling, fsync, then rename over ``path``."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        os.fchmod(fd, 0o644)  # mkstemp creates 0600; run files are meant to be shared
+        with os.fdopen(fd, "wb") as handle:
+            write(handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def load_torch_file(path: Path, what: str) -> Any:
+    """``torch.load`` restricted to tensors and plain containers; bad files are one clear line."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise RunDirError(f"{what} not found: {path}") from None
+    except Exception as exc:  # noqa: BLE001 - truncated, foreign and pickled files fail in many ways
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise RunDirError(f"{what} {path} is not a readable checkpoint ({reason[:200]})") from None
+
+
+class RunDir:
+    """One training run's folder."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+
+    @classmethod
+    def create(cls, path: str | Path) -> RunDir:
+        """A new run directory; an existing non-empty one is refused, never overwritten."""
+        run = cls(path)
+        if run.path.exists() and any(run.path.iterdir()):
+            raise RunDirError(f"run directory {run.path} already exists; pass --resume {run.path} to continue it")
+        run.path.mkdir(parents=True, exist_ok=True)
+        return run
+
+    @classmethod
+    def existing(cls, path: str | Path) -> RunDir:
+        """A run directory written by `create` and training (it holds a config)."""
+        run = cls(path)
+        if not (run.path / CONFIG_FILE).is_file():
+            raise RunDirError(f"{run.path} is not a run directory (no {CONFIG_FILE})")
+        return run
+
+    def file(self, name: str) -> Path:
+        return self.path / name
+
+    def write_text(self, name: str, text: str) -> None:
+        write_atomic(self.file(name), lambda handle: handle.write(text.encode()))
+
+    def write_json(self, name: str, data: dict[str, Any]) -> None:
+        self.write_text(name, json.dumps(data, indent=2) + "\n")
+
+    def save_torch(self, name: str, obj: Any) -> None:
+        write_atomic(self.file(name), lambda handle: torch.save(obj, handle))
+
+    # --- metrics: one JSON line per epoch
+    def read_metrics(self) -> list[dict[str, Any]]:
+        path = self.file(METRICS_FILE)
+        if not path.exists():
+            return []
+        return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+    def write_metrics(self, records: list[dict[str, Any]]) -> None:
+        """Rewrite the whole metrics file atomically (cheap: one short line per epoch)."""
+        self.write_text(METRICS_FILE, "".join(json.dumps(record) + "\n" for record in records))
+
+    # --- checkpoints
+    def save_checkpoint(self, name: str, payload: dict[str, Any]) -> None:
+        from . import __version__
+
+        self.save_torch(name, {"format": CHECKPOINT_FORMAT, "package_version": __version__, **payload})
+
+    def load_checkpoint(self, name: str) -> dict[str, Any]:
+        return load_checkpoint_file(self.file(name))
+
+
+def load_checkpoint_file(path: Path) -> dict[str, Any]:
+    """A checkpoint of this package's current format, or a one-line error naming the problem."""
+    data = load_torch_file(path, "checkpoint")
+    if not isinstance(data, dict) or "format" not in data:
+        raise RunDirError(f"checkpoint {path} was not written by qtrain-qiskit")
+    if data["format"] != CHECKPOINT_FORMAT:
+        raise RunDirError(f"checkpoint {path} has format {data['format']}, this version reads {CHECKPOINT_FORMAT}")
+    return data
