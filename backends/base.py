@@ -39,9 +39,7 @@ class Backend(ABC):
         """Whether `vjp` is available (exact reverse-mode gradient, the `adjoint` method)."""
         return type(self)._vjp is not Backend._vjp
 
-    def vjp(
-        self, circuit: QuantumCircuit, parameter_values: np.ndarray, grad_output: np.ndarray
-    ) -> np.ndarray:
+    def vjp(self, circuit: QuantumCircuit, parameter_values: np.ndarray, grad_output: np.ndarray) -> np.ndarray:
         """Vector-Jacobian product sum_k g[b, k] dP[b, k]/dtheta[b, j], shape (batch, P).
 
         Training needs only this product, which one reverse pass gives, never the full
@@ -64,7 +62,6 @@ class Backend(ABC):
             values = values[None, :]
         if values.ndim != 2 or values.shape[1] != circuit.num_parameters:
             raise ValueError(
-                f"parameter_values must have shape (batch, {circuit.num_parameters}), "
-                f"got {np.shape(parameter_values)}"
+                f"parameter_values must have shape (batch, {circuit.num_parameters}), got {np.shape(parameter_values)}"
             )
         return values

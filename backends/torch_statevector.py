@@ -15,6 +15,7 @@ differentiable end to end and the gradient is exact reverse mode (the `adjoint` 
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -126,9 +127,7 @@ def _compile(circuit: QuantumCircuit, real: torch.dtype, device: torch.device) -
     close_layer()
 
     program.is_complex = any(kind in ("rx", "rz", "p") for _, _, g in layer_gates for kind, _ in g) or any(
-        kind == "const" and np.iscomplexobj(m) and np.abs(m.imag).max() > 0
-        for _, _, g in layer_gates
-        for kind, m in g
+        kind == "const" and np.iscomplexobj(m) and np.abs(m.imag).max() > 0 for _, _, g in layer_gates for kind, m in g
     )
     dtype = _complex_of(real) if program.is_complex else real
     depth = max((len(g) for _, _, g in layer_gates), default=0)
@@ -201,7 +200,7 @@ def _chunks(n: int) -> list[range]:
     """Split qubits 0..n-1 into as few near-equal chunks of at most CHUNK_QUBITS as possible."""
     count = -(-n // CHUNK_QUBITS)
     bounds = [round(i * n / count) for i in range(count + 1)]
-    return [range(lo, hi) for lo, hi in zip(bounds, bounds[1:])]
+    return [range(lo, hi) for lo, hi in itertools.pairwise(bounds)]
 
 
 def simulate(program: _Program, values: torch.Tensor, real: torch.dtype) -> torch.Tensor:
@@ -234,7 +233,7 @@ def simulate(program: _Program, values: torch.Tensor, real: torch.dtype) -> torc
     state[:, 0] = 1
     for kind, data in program.ops:
         if kind == "layer":
-            for chunk, factor in zip(chunks, factors):
+            for chunk, factor in zip(chunks, factors, strict=True):
                 state = (state.reshape(batch, -1, 2 ** len(chunk)) @ factor[data]).transpose(1, 2)
             state = state.reshape(batch, 2**n)
         elif kind == "perm":

@@ -22,7 +22,7 @@ class ConfigError(ValueError):
     """Bad configuration or flag: reported as one line, exit status 2."""
 
 
-def _f(default: Any, help: str, **kwargs: Any) -> Any:  # noqa: A002
+def _f(default: Any, help: str, **kwargs: Any) -> Any:
     if isinstance(default, (list, tuple)):
         return field(default_factory=lambda: list(default), metadata={"help": help, **kwargs})
     return field(default=default, metadata={"help": help, **kwargs})
@@ -32,12 +32,16 @@ def _f(default: Any, help: str, **kwargs: Any) -> Any:  # noqa: A002
 class ModelConfig:
     target: str = _f("mnist_cnn", "target network whose weights are generated", choices=("mnist_cnn", "cifar_cnn"))
     features: str = _f("scaled", "probability feature fed to the mapping", choices=("raw", "scaled"))
-    hidden: list[int] = _f([20], "hidden layer sizes of the mapping MLP, e.g. 20 or 32,32")
+    hidden: list[int] = _f([20], "hidden layer sizes of the mapping MLP, e.g. 20 or 32,32")  # noqa: RUF009
     activation: str = _f("relu", "mapping MLP activation", choices=("relu", "tanh", "gelu", "silu"))
     feature_alpha: float = _f(1.0, "scaled feature exponent alpha")
     feature_beta: float = _f(1.0, "scaled feature multiplier beta")
     feature_gamma: float = _f(1.0, "scaled feature slope gamma (on 2^(N-1) P)")
-    center_weights: bool = _f(False, "subtract the mean of the generated weights")
+    center: str = _f(
+        "tensor",
+        "centring of the generated weights: per target tensor, over all, or none",
+        choices=("tensor", "global", "none"),
+    )
 
 
 @dataclass
@@ -157,7 +161,9 @@ def apply(config: Config, overrides: dict[str, Any], origin: str) -> Config:
             section_fields = {f.name for f in dataclasses.fields(SECTIONS[key])}
             unknown = sorted(set(value) - section_fields)
             if unknown:
-                raise ConfigError(f"unknown key {key}.{unknown[0]} in {origin}; known: {', '.join(sorted(section_fields))}")
+                raise ConfigError(
+                    f"unknown key {key}.{unknown[0]} in {origin}; known: {', '.join(sorted(section_fields))}"
+                )
             apply(config, value, origin)
             continue
         if key not in known:
@@ -194,7 +200,9 @@ def validate(config: Config) -> Config:
         if choices and value not in choices:
             raise ConfigError(f"{key}: {value!r} is not one of {', '.join(choices)}")
     if config.execution.backend not in backends.available():
-        raise ConfigError(f"backend: unknown {config.execution.backend!r}; available: {', '.join(backends.available())}")
+        raise ConfigError(
+            f"backend: unknown {config.execution.backend!r}; available: {', '.join(backends.available())}"
+        )
     checks = [
         (config.circuit.blocks >= 1, "blocks must be >= 1"),
         (config.circuit.qubits is None or config.circuit.qubits >= 1, "qubits must be >= 1"),
@@ -207,8 +215,10 @@ def validate(config: Config) -> Config:
         (config.train.clip > 0, "clip must be > 0"),
         (0 < config.data.val_fraction < 1, "val_fraction must be in (0, 1)"),
         (config.data.train_subset is None or config.data.train_subset >= 1, "train_subset must be >= 1"),
-        (config.execution.device == "auto" or config.execution.device.split(":")[0] in ("cpu", "cuda", "mps"),
-         f"device: unknown {config.execution.device!r}; use auto, cpu, cuda, cuda:N or mps"),
+        (
+            config.execution.device == "auto" or config.execution.device.split(":")[0] in ("cpu", "cuda", "mps"),
+            f"device: unknown {config.execution.device!r}; use auto, cpu, cuda, cuda:N or mps",
+        ),
     ]
     for ok, message in checks:
         if not ok:
@@ -230,15 +240,22 @@ class _Parser(argparse.ArgumentParser):
         raise ConfigError(message)
 
 
-def build_parser(description: str, extra: typing.Callable[[argparse.ArgumentParser], None] | None = None) -> argparse.ArgumentParser:
+def build_parser(
+    description: str, extra: typing.Callable[[argparse.ArgumentParser], None] | None = None
+) -> argparse.ArgumentParser:
     """A parser with ``--config`` and one flag per configuration key (values parsed later)."""
     parser = _Parser(description=description, allow_abbrev=False)
     parser.add_argument("--config", help="YAML file with the keys to change from the defaults")
     for key, (_, f, _) in _fields().items():
         help_text = TOP_LEVEL.get(key) or f.metadata.get("help", "")
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
-        parser.add_argument(f"--{key.replace('_', '-')}", dest=key, default=argparse.SUPPRESS,
-                            help=f"{help_text} [{default}]", metavar=key.upper())
+        parser.add_argument(
+            f"--{key.replace('_', '-')}",
+            dest=key,
+            default=argparse.SUPPRESS,
+            help=f"{help_text} [{default}]",
+            metavar=key.upper(),
+        )
     if extra is not None:
         extra(parser)
     return parser

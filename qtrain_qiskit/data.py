@@ -78,13 +78,13 @@ def load_dataset(name: str, root: Path, *, train: bool) -> TensorData:
         try:
             with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
                 dataset = cls(str(root), train=train, download=True)
-        except Exception as exc:  # noqa: BLE001 - any download failure means the same to the user
+        except Exception as exc:
             reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise DataError(
                 f"{name} {split} split not found under {root} and could not be downloaded ({reason}); "
                 f"pass --data-dir or set {DATA_DIR_ENV} to a folder holding it"
             ) from None
-    except Exception as exc:  # noqa: BLE001 - corrupt files surface as many exception types
+    except Exception as exc:
         raise DataError(f"{name} {split} split under {root} is unreadable: {exc}") from None
     images = torch.as_tensor(dataset.data)
     images = images.unsqueeze(1) if images.ndim == 3 else images.permute(0, 3, 1, 2)  # -> (N, C, H, W)

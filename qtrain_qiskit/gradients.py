@@ -23,7 +23,7 @@ class GradientMethod(ABC):
 
     name: str
 
-    def check(self, circuit: QuantumCircuit, backend: Backend) -> None:
+    def check(self, circuit: QuantumCircuit, backend: Backend) -> None:  # noqa: B027 - optional hook
         """Refuse a circuit or backend this method cannot differentiate, before anything runs."""
 
     @abstractmethod

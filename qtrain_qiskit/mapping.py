@@ -7,6 +7,7 @@ outcomes are ever used.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 
 import torch
@@ -57,16 +58,14 @@ class MappingModel(nn.Module):
         feature_alpha: float = 1.0,
         feature_beta: float = 1.0,
         feature_gamma: float = 1.0,
-        center_weights: bool = False,
     ) -> None:
         super().__init__()
         self.num_qubits, self.num_weights, self.features = num_qubits, num_weights, features
         self.feature_args = {"alpha": feature_alpha, "beta": feature_beta, "gamma": feature_gamma}
-        self.center_weights = center_weights
         self.register_buffer("bits", basis_bits(num_weights, num_qubits, signed=features == "scaled"), persistent=False)
         sizes = [num_qubits + 1, *hidden]
         layers: list[nn.Module] = []
-        for fan_in, fan_out in zip(sizes, sizes[1:]):
+        for fan_in, fan_out in itertools.pairwise(sizes):
             layers += [nn.Linear(fan_in, fan_out), ACTIVATIONS[activation]()]
         layers.append(nn.Linear(sizes[-1], 1))
         self.mlp = nn.Sequential(*layers)
@@ -75,5 +74,4 @@ class MappingModel(nn.Module):
         """Generated weight vector of shape (num_weights,) from probabilities of shape (2^N,)."""
         used = probs[: self.num_weights].to(self.bits.dtype)
         feature = probability_feature(used, self.num_qubits, self.features, **self.feature_args)
-        weights = self.mlp(torch.cat([self.bits, feature[:, None]], dim=1)).squeeze(-1)
-        return weights - weights.mean() if self.center_weights else weights
+        return self.mlp(torch.cat([self.bits, feature[:, None]], dim=1)).squeeze(-1)

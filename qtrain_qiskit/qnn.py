@@ -28,7 +28,9 @@ from .gradients import GradientMethod, get_gradient
 class ProbabilityQNN(NeuralNetwork):
     """Outcome probabilities of ``circuit`` on ``backend``; no inputs, every parameter a weight."""
 
-    def __init__(self, circuit: QuantumCircuit, backend: Backend, *, gradient: str | GradientMethod = "adjoint") -> None:
+    def __init__(
+        self, circuit: QuantumCircuit, backend: Backend, *, gradient: str | GradientMethod = "adjoint"
+    ) -> None:
         super().__init__(
             num_inputs=0,
             num_weights=circuit.num_parameters,
@@ -42,11 +44,11 @@ class ProbabilityQNN(NeuralNetwork):
 
     def _forward(self, input_data: np.ndarray | None, weights: np.ndarray | None) -> np.ndarray:
         probs = self.backend.probabilities(self.circuit, weights[None])
-        return np.broadcast_to(probs, (_num_samples(input_data), probs.shape[1]))
+        return np.repeat(probs, _num_samples(input_data), axis=0)
 
     def _backward(self, input_data: np.ndarray | None, weights: np.ndarray | None) -> tuple[None, np.ndarray]:
         jacobian = self.gradient.jacobian(self.circuit, self.backend, weights)
-        return None, np.broadcast_to(jacobian, (_num_samples(input_data), *jacobian.shape))
+        return None, np.repeat(jacobian[None], _num_samples(input_data), axis=0)
 
     def backward_vjp(self, input_data: np.ndarray | None, weights: np.ndarray, grad_output: np.ndarray) -> np.ndarray:
         """sum over samples and outcomes of grad_output[s, k] dP_k/dtheta, shape (num_weights,)."""
@@ -62,11 +64,11 @@ class _VJPFunction(torch.autograd.Function):
     """TorchConnector's autograd function, with a backward that prefers the VJP."""
 
     @staticmethod
-    def forward(ctx, input_data, weights, neural_network, sparse):  # noqa: ANN001, ANN205
+    def forward(ctx, input_data, weights, neural_network, sparse):
         return _TorchNNFunction.forward(ctx, input_data, weights, neural_network, sparse)
 
     @staticmethod
-    def backward(ctx, grad_output):  # noqa: ANN001, ANN205
+    def backward(ctx, grad_output):
         network = ctx.neural_network
         if ctx.sparse or not hasattr(network, "backward_vjp"):
             return _TorchNNFunction.backward(ctx, grad_output)
@@ -92,7 +94,9 @@ class VJPTorchConnector(TorchConnector):
 class TorchQuantumLayer(nn.Module):
     """The exact torch engine as a module: probabilities by differentiable torch operations."""
 
-    def __init__(self, circuit: QuantumCircuit, backend: TorchStatevectorBackend, initial_weights: torch.Tensor) -> None:
+    def __init__(
+        self, circuit: QuantumCircuit, backend: TorchStatevectorBackend, initial_weights: torch.Tensor
+    ) -> None:
         super().__init__()
         self.circuit, self.backend = circuit, backend
         self.weight = nn.Parameter(torch.as_tensor(initial_weights, dtype=torch.float32).clone())

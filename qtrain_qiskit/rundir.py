@@ -52,7 +52,7 @@ def load_torch_file(path: Path, what: str) -> Any:
         return torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
         raise RunDirError(f"{what} not found: {path}") from None
-    except Exception as exc:  # noqa: BLE001 - truncated, foreign and pickled files fail in many ways
+    except Exception as exc:
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise RunDirError(f"{what} {path} is not a readable checkpoint ({reason[:200]})") from None
 

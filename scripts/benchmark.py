@@ -1,7 +1,7 @@
 """Print JSON with the median training-step time of a configuration.
 
-    python scripts/benchmark.py --backend torch_statevector --grad adjoint --steps 200
-    python scripts/benchmark.py --backend aer_statevector --grad param_shift --steps 10
+python scripts/benchmark.py --backend torch_statevector --grad adjoint --steps 200
+python scripts/benchmark.py --backend aer_statevector --grad param_shift --steps 10
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from qtrain_qiskit.config import build_parser, from_args
 
 
 def main(argv: list[str] | None = None) -> int:
-    def extra(parser):  # noqa: ANN001, ANN202
+    def extra(parser):
         parser.add_argument("--steps", type=int, default=50, help="timed steps")
         parser.add_argument("--warmup", type=int, default=3, help="untimed steps first")
 

@@ -1,8 +1,8 @@
 """Evaluate a run directory or an exported classical model on the official test split.
 
-    python scripts/evaluate.py runs/<name>                       # best checkpoint, run's backend
-    python scripts/evaluate.py runs/<name> --backend torch_statevector --checkpoint last
-    python scripts/evaluate.py runs/<name>/classical_model.pt --target mnist_cnn --dataset mnist
+python scripts/evaluate.py runs/<name>                       # best checkpoint, run's backend
+python scripts/evaluate.py runs/<name> --backend torch_statevector --checkpoint last
+python scripts/evaluate.py runs/<name>/classical_model.pt --target mnist_cnn --dataset mnist
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from qtrain_qiskit.targets import TARGETS
 
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message: str):  # noqa: ANN201 - one line, exit 2, through run_main
+    def error(self, message: str):
         raise ConfigError(message)
 
 

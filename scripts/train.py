@@ -1,8 +1,8 @@
 """Train a target network through a quantum circuit (Quantum-Train).
 
-    python scripts/train.py --backend aer_statevector            # the reference MNIST run
-    python scripts/train.py --config configs/mnist.yaml --epochs 3 --train-subset 2000
-    python scripts/train.py --resume runs/<name>                 # continue after an interruption
+python scripts/train.py --backend aer_statevector            # the reference MNIST run
+python scripts/train.py --config configs/mnist.yaml --epochs 3 --train-subset 2000
+python scripts/train.py --resume runs/<name>                 # continue after an interruption
 """
 
 from __future__ import annotations
@@ -17,8 +17,12 @@ from qtrain_qiskit.trainer import train
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser(__doc__.splitlines()[0], extra=lambda p: p.add_argument(
-        "--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its last checkpoint"))
+    parser = build_parser(
+        __doc__.splitlines()[0],
+        extra=lambda p: p.add_argument(
+            "--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its last checkpoint"
+        ),
+    )
     args = parser.parse_args(argv)
     if args.resume:
         run = RunDir.existing(args.resume)

@@ -1,0 +1,57 @@
+"""Shared fixtures: a data root with MNIST (the real one beside the checkout when present, else a
+small generated set in torchvision's raw layout) and helpers to run the scripts."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data"
+
+
+def write_idx(path: Path, array: np.ndarray) -> None:
+    """An IDX file as torchvision reads it: magic (uint8 type, ndim), big-endian dims, data."""
+    header = bytes([0, 0, 0x08, array.ndim]) + b"".join(int(d).to_bytes(4, "big") for d in array.shape)
+    path.write_bytes(header + array.astype(np.uint8).tobytes())
+
+
+def make_fake_mnist(root: Path, n_train: int = 1200, n_test: int = 300, seed: int = 0) -> Path:
+    """Learnable stand-in for MNIST: each class lights a different horizontal band, plus noise."""
+    rng = np.random.default_rng(seed)
+    raw = root / "MNIST" / "raw"
+    raw.mkdir(parents=True, exist_ok=True)
+    for prefix, count in (("train", n_train), ("t10k", n_test)):
+        labels = rng.integers(0, 10, count)
+        images = rng.integers(0, 60, (count, 28, 28))
+        for i, label in enumerate(labels):
+            images[i, 2 + 2 * label : 5 + 2 * label, 4:24] = 255
+        write_idx(raw / f"{prefix}-images-idx3-ubyte", images)
+        write_idx(raw / f"{prefix}-labels-idx1-ubyte", labels)
+    return root
+
+
+@pytest.fixture(scope="session")
+def mnist_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Real MNIST from ../shared/data when present (CI, developers), else a generated one."""
+    if (SHARED_DATA / "MNIST" / "raw" / "train-images-idx3-ubyte").is_file():
+        return SHARED_DATA
+    return make_fake_mnist(tmp_path_factory.mktemp("fake_data"))
+
+
+def run_script(name: str, *args: str, env: dict[str, str] | None = None, cwd: Path | None = None):
+    """Run scripts/<name> in a subprocess; returns the CompletedProcess (text output)."""
+    full_env = {**os.environ, **(env or {})}
+    return subprocess.run(
+        [sys.executable, str(REPO / "scripts" / name), *args],
+        capture_output=True,
+        text=True,
+        env=full_env,
+        cwd=cwd or REPO,
+        timeout=600,
+    )

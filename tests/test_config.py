@@ -1,0 +1,112 @@
+import dataclasses
+
+import pytest
+
+from qtrain_qiskit.config import Config, ConfigError, apply, build_parser, from_args, load_yaml, to_yaml, validate
+
+from .conftest import REPO
+
+
+def parse(*argv):
+    return from_args(build_parser("test").parse_args(list(argv)))
+
+
+def test_reference_yaml_is_the_default_configuration():
+    config = apply(Config(), load_yaml(REPO / "configs" / "mnist.yaml"), "mnist.yaml")
+    assert config == Config()
+    assert (config.circuit.blocks, config.model.hidden, config.train.lr, config.train.clip) == (8, [20], 5e-4, 10.0)
+    assert (config.train.batch_size, config.train.epochs, config.data.val_fraction) == (64, 50, 0.2)
+
+
+def test_every_yaml_in_configs_loads_and_validates():
+    for path in sorted((REPO / "configs").glob("*.yaml")):
+        validate(apply(Config(), load_yaml(path), str(path)))
+
+
+def test_flags_override_yaml_which_overrides_defaults(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("train:\n  epochs: 7\n  lr: 0.01\ncircuit:\n  blocks: 4\n")
+    config = parse("--config", str(path), "--epochs", "3", "--hidden", "32,16", "--qubits", "14")
+    assert (config.train.epochs, config.train.lr, config.circuit.blocks) == (3, 0.01, 4)
+    assert config.model.hidden == [32, 16] and config.circuit.qubits == 14
+
+
+def test_resolved_config_round_trips_through_yaml(tmp_path):
+    config = parse("--blocks", "16", "--features", "raw", "--train-subset", "100")
+    path = tmp_path / "resolved.yaml"
+    path.write_text(to_yaml(config))
+    assert apply(Config(), load_yaml(path), "resolved") == config
+
+
+def test_named_flags_exist():
+    parser = build_parser("test")
+    flags = {option for action in parser._actions for option in action.option_strings}
+    for flag in (
+        "--backend",
+        "--grad",
+        "--features",
+        "--epochs",
+        "--blocks",
+        "--qubits",
+        "--batch-size",
+        "--lr",
+        "--seed",
+        "--device",
+        "--data-dir",
+        "--run-dir",
+        "--train-subset",
+        "--config",
+    ):
+        assert flag in flags
+    keys = {f.name for f in dataclasses.fields(Config) if not dataclasses.is_dataclass(f.default_factory)}
+    for section in (Config().model, Config().circuit, Config().execution, Config().train, Config().data):
+        keys |= {f.name for f in dataclasses.fields(section)}
+    assert flags == {f"--{key.replace('_', '-')}" for key in keys} | {"--config", "-h", "--help"}
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--bogus", "1"], "unrecognized arguments: --bogus"),
+        (["--epochs", "many"], "epochs: expected int, got 'many'"),
+        (["--epochs", "0"], "epochs must be >= 1"),
+        (["--lr", "-1"], "lr must be > 0"),
+        (["--batch-size", "0"], "batch_size must be >= 1"),
+        (["--blocks", "0"], "blocks must be >= 1"),
+        (["--qubits", "12"], "cannot address the 6676 weights of mnist_cnn; need at least 13"),
+        (["--backend", "quantum_magic"], "backend: unknown 'quantum_magic'; available: aer_statevector"),
+        (["--grad", "guess"], "grad: 'guess' is not one of adjoint, param_shift"),
+        (["--features", "fancy"], "features: 'fancy' is not one of raw, scaled"),
+        (["--dataset", "imagenet"], "dataset: 'imagenet' is not one of mnist, fashion_mnist, cifar10"),
+        (["--device", "tpu"], "device: unknown 'tpu'"),
+        (["--val-fraction", "1.5"], "val_fraction must be in (0, 1)"),
+        (["--hidden", "20,x"], "hidden: expected"),
+    ],
+)
+def test_bad_flags_name_the_problem(argv, message):
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        parse(*argv)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("train:\n  epoch: 3\n", "unknown key train.epoch"),
+        ("colour: blue\n", "unknown key 'colour'"),
+        ("train: [1, 2]\n", "unknown key 'train'"),
+        ("- 1\n- 2\n", "must be a mapping"),
+        ("train:\n  epochs: [\n", "cannot read config"),
+        ("circuit:\n  blocks: 2.5\n", "blocks: expected int, got 2.5"),
+        ("model:\n  center: true\n", "center: expected str, got True"),
+    ],
+)
+def test_bad_yaml_names_the_problem(tmp_path, text, message):
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=message):
+        parse("--config", str(path))
+
+
+def test_missing_config_file():
+    with pytest.raises(ConfigError, match="config file not found: nowhere"):
+        parse("--config", "nowhere.yaml")

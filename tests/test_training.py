@@ -1,0 +1,154 @@
+"""End to end through the command-line scripts on a small MNIST subset."""
+
+import json
+
+import pytest
+import torch
+
+from qtrain_qiskit.rundir import (
+    BEST_CHECKPOINT,
+    CONFIG_FILE,
+    CURVES_FILE,
+    EXPORT_FILE,
+    LAST_CHECKPOINT,
+    METRICS_FILE,
+    SUMMARY_FILE,
+)
+
+from .conftest import run_script
+
+QUICK = [
+    "--backend",
+    "torch_statevector",
+    "--blocks",
+    "2",
+    "--train-subset",
+    "2000",
+    "--batch-size",
+    "32",
+    "--lr",
+    "0.005",
+    "--eval-batch-size",
+    "2000",
+]
+
+
+def metrics(run_dir):
+    return [json.loads(line) for line in (run_dir / METRICS_FILE).read_text().splitlines()]
+
+
+@pytest.fixture(scope="module")
+def trained(mnist_root, tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("runs") / "quick"
+    result = run_script("train.py", *QUICK, "--epochs", "3", "--run-dir", str(run_dir), "--data-dir", str(mnist_root))
+    assert result.returncode == 0, result.stderr
+    return run_dir, result
+
+
+def test_training_learns_and_writes_the_run_directory(trained):
+    run_dir, result = trained
+    for name in (CONFIG_FILE, METRICS_FILE, SUMMARY_FILE, BEST_CHECKPOINT, LAST_CHECKPOINT, CURVES_FILE, EXPORT_FILE):
+        assert (run_dir / name).is_file(), name
+    records = metrics(run_dir)
+    assert [r["epoch"] for r in records] == [1, 2, 3]
+    assert records[-1]["train_loss"] < records[0]["train_loss"]
+    assert records[-1]["val_loss"] < 2.2  # chance is ln(10) = 2.30
+    summary = json.loads((run_dir / SUMMARY_FILE).read_text())
+    for key in (
+        "test_accuracy",
+        "best_val_accuracy",
+        "trainable_params",
+        "quantum_params",
+        "mapping_params",
+        "target_params",
+        "num_qubits",
+        "num_blocks",
+        "backend",
+        "gradient",
+        "epochs",
+        "wall_seconds",
+        "median_step_ms",
+    ):
+        assert key in summary, key
+    assert summary["quantum_params"] == 13 * 2 and summary["target_params"] == 6676
+    assert summary["test_accuracy"] > 0.2
+    assert (
+        "compression M / trainable" in result.stdout
+        and f"test accuracy {summary['test_accuracy']:.4f}" in result.stdout
+    )
+    assert (run_dir / CURVES_FILE).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_evaluate_reproduces_the_test_accuracy(trained, mnist_root):
+    run_dir, _ = trained
+    summary = json.loads((run_dir / SUMMARY_FILE).read_text())
+    for args in (
+        [str(run_dir)],
+        [str(run_dir), "--backend", "aer_statevector"],
+        [str(run_dir / EXPORT_FILE), "--target", "mnist_cnn", "--dataset", "mnist"],
+    ):
+        result = run_script("evaluate.py", *args, "--data-dir", str(mnist_root))
+        assert result.returncode == 0, result.stderr
+        assert json.loads(result.stdout)["test_accuracy"] == pytest.approx(summary["test_accuracy"], abs=2e-4)
+
+
+def test_exported_model_is_a_plain_state_dict(trained):
+    run_dir, _ = trained
+    state = torch.load(run_dir / EXPORT_FILE, weights_only=True)
+    assert list(state) == [
+        "features.0.weight",
+        "features.0.bias",
+        "features.3.weight",
+        "features.3.bias",
+        "classifier.1.weight",
+        "classifier.1.bias",
+        "classifier.3.weight",
+        "classifier.3.bias",
+    ]
+
+
+def test_resume_continues_to_the_same_result(mnist_root, tmp_path):
+    common = [*QUICK, "--data-dir", str(mnist_root), "--train-subset", "320"]
+    straight, split = tmp_path / "straight", tmp_path / "split"
+    assert run_script("train.py", *common, "--epochs", "2", "--run-dir", str(straight)).returncode == 0
+    assert run_script("train.py", *common, "--epochs", "1", "--run-dir", str(split)).returncode == 0
+    resumed = run_script("train.py", "--resume", str(split), "--epochs", "2")
+    assert resumed.returncode == 0, resumed.stderr
+    assert "resuming" in resumed.stdout
+    a, b = metrics(straight), metrics(split)
+    assert [r["epoch"] for r in b] == [1, 2]
+    for key in ("train_loss", "val_loss", "val_accuracy"):
+        assert [r[key] for r in a] == [r[key] for r in b], key
+
+
+def test_existing_run_dir_is_refused(trained, mnist_root):
+    run_dir, _ = trained
+    before = (run_dir / METRICS_FILE).read_text()
+    result = run_script("train.py", *QUICK, "--run-dir", str(run_dir), "--data-dir", str(mnist_root))
+    assert result.returncode == 2
+    assert (
+        result.stderr.strip()
+        == f"error: run directory {run_dir} already exists; pass --resume {run_dir} to continue it"
+    )
+    assert (run_dir / METRICS_FILE).read_text() == before
+
+
+def test_missing_data_is_one_clear_line(tmp_path):
+    result = run_script(
+        "train.py",
+        *QUICK,
+        "--epochs",
+        "1",
+        "--run-dir",
+        str(tmp_path / "r"),
+        env={"QTRAIN_DATA_DIR": str(tmp_path / "empty")},
+    )
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "mnist train split not found under" in lines[0] and "QTRAIN_DATA_DIR" in lines[0]
+
+
+def test_bad_flag_is_one_clear_line(tmp_path):
+    result = run_script("train.py", "--epoch", "3")
+    assert result.returncode == 2
+    assert result.stderr.strip() == "error: unrecognized arguments: --epoch 3"
