@@ -42,12 +42,15 @@ class _ParamGroup:
     param_index: torch.Tensor  # (s,) column in the values matrix
     scale: torch.Tensor  # (s,) angle = scale * value + offset
     offset: torch.Tensor
+    affine: bool = True  # False when every scale is 1 and offset 0: angles are the values
+    full: bool = False  # sets every slot in order: its matrices are the whole table, no scatter
 
 
 @dataclass
 class _ConstGroup:
     slots: torch.Tensor
     matrices: torch.Tensor  # (s, 2, 2)
+    full: bool = False
 
 
 @dataclass
@@ -139,11 +142,12 @@ def _compile(circuit: QuantumCircuit, real: torch.dtype, device: torch.device) -
                 groups.setdefault(kind, []).append((layer * n + qubit, data))
         step: list[_ParamGroup | _ConstGroup] = []
         for kind, members in groups.items():
-            slot_index = torch.tensor([s for s, _ in members], device=device)
+            slots = [s for s, _ in members]
+            slot_index, full = torch.tensor(slots, device=device), slots == list(range(program.num_layers * n))
             if kind == "const":
                 matrices = np.stack([m for _, m in members])
                 matrices = matrices if program.is_complex else matrices.real
-                step.append(_ConstGroup(slot_index, torch.tensor(matrices, dtype=dtype, device=device)))
+                step.append(_ConstGroup(slot_index, torch.tensor(matrices, dtype=dtype, device=device), full))
             else:
                 refs = np.array([d for _, d in members])
                 step.append(
@@ -153,6 +157,8 @@ def _compile(circuit: QuantumCircuit, real: torch.dtype, device: torch.device) -
                         torch.tensor(refs[:, 0].astype(np.int64), device=device),
                         torch.tensor(refs[:, 1], dtype=real, device=device),
                         torch.tensor(refs[:, 2], dtype=real, device=device),
+                        affine=bool((refs[:, 1] != 1).any() or (refs[:, 2] != 0).any()),
+                        full=full,
                     )
                 )
         program.steps.append(step)
@@ -208,18 +214,20 @@ def simulate(program: _Program, values: torch.Tensor, real: torch.dtype) -> torc
     n, batch = program.num_qubits, values.shape[0]
     dtype = _complex_of(real) if program.is_complex else real
     values = values.to(real)
-    eye = torch.eye(2, dtype=dtype, device=values.device)
-    mats = eye.expand(program.num_layers * n, batch, 2, 2)
+    num_slots = program.num_layers * n
+    mats = torch.eye(2, dtype=dtype, device=values.device).expand(num_slots, batch, 2, 2)
     for position, step in enumerate(program.steps):
         for group in step:
             if isinstance(group, _ConstGroup):
                 new = group.matrices[:, None].expand(-1, batch, 2, 2)
             else:
-                angles = values[:, group.param_index].T * group.scale[:, None] + group.offset[:, None]
+                angles = values[:, group.param_index].T
+                if group.affine:
+                    angles = angles * group.scale[:, None] + group.offset[:, None]
                 new = _gate_matrices(group.kind, angles, dtype)
             if position > 0:
                 new = new @ mats.index_select(0, group.slots)
-            mats = mats.index_copy(0, group.slots, new)
+            mats = new if group.full else mats.index_copy(0, group.slots, new)
 
     # A layer is the Kronecker product of its 2x2 matrices. It is applied as one dense factor per
     # chunk of qubits, lowest chunk first: multiplying the (rest, chunk) view by the factor and
@@ -227,11 +235,18 @@ def simulate(program: _Program, values: torch.Tensor, real: torch.dtype) -> torc
     # and each step is a plain matrix product rather than a broadcast one.
     per_qubit = mats.reshape(program.num_layers, n, batch, 2, 2).unbind(1)
     chunks = _chunks(n)
-    factors = [_kron(tuple(per_qubit[q] for q in reversed(chunk))).transpose(-1, -2) for chunk in chunks]
+    factors = [_kron(tuple(per_qubit[q] for q in reversed(chunk))).transpose(-1, -2).unbind(0) for chunk in chunks]
 
-    state = torch.zeros(batch, 2**n, dtype=dtype, device=values.device)
-    state[:, 0] = 1
+    state = None  # |0...0>, materialized lazily: a first layer on it is a product of first columns
     for kind, data in program.ops:
+        if kind == "layer" and state is None:
+            state = factors[-1][data][:, 0]  # most significant chunk first
+            for factor in reversed(factors[:-1]):
+                state = (state[:, :, None] * factor[data][:, 0][:, None, :]).reshape(batch, -1)
+            continue
+        if state is None:
+            state = torch.zeros(batch, 2**n, dtype=dtype, device=values.device)
+            state[:, 0] = 1
         if kind == "layer":
             for chunk, factor in zip(chunks, factors, strict=True):
                 state = (state.reshape(batch, -1, 2 ** len(chunk)) @ factor[data]).transpose(1, 2)

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from .config import ConfigError
 from .data import DataError
 from .rundir import RunDirError
+from .trainer import NonFiniteError
 
 USER_ERRORS = (ConfigError, DataError, RunDirError)
 
@@ -19,6 +20,9 @@ def run_main(main: Callable[[list[str] | None], int], argv: list[str] | None = N
     except USER_ERRORS as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except NonFiniteError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("interrupted: the last completed checkpoint is kept; continue with --resume RUN_DIR", file=sys.stderr)
         return 130

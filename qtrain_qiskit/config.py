@@ -58,6 +58,7 @@ class ExecutionConfig:
     backend: str = _f("aer_statevector", "executor of the circuit (see backends.available())")
     grad: str = _f("adjoint", "circuit gradient method", choices=("adjoint", "param_shift"))
     device: str = _f("auto", "torch device for the classical side: auto, cpu, cuda, cuda:N, mps")
+    precision: str = _f("float32", "float type of the torch engine's statevector", choices=("float32", "float64"))
 
 
 @dataclass
@@ -68,6 +69,10 @@ class TrainConfig:
     clip: float = _f(10.0, "gradient-norm clipping over all trainable parameters")
     seed: int = _f(0, "seed for initialization and shuffling")
     eval_batch_size: int = _f(1000, "batch size for validation and test")
+    checkpoint_every: int = _f(200, "also checkpoint every K steps inside an epoch (0: at epoch ends only)")
+    on_nonfinite: str = _f(
+        "stop", "non-finite loss or gradient: stop the run, or skip the step", choices=("stop", "skip")
+    )
 
 
 @dataclass
@@ -213,6 +218,7 @@ def validate(config: Config) -> Config:
         (config.train.eval_batch_size >= 1, "eval_batch_size must be >= 1"),
         (config.train.lr > 0, "lr must be > 0"),
         (config.train.clip > 0, "clip must be > 0"),
+        (config.train.checkpoint_every >= 0, "checkpoint_every must be >= 0"),
         (0 < config.data.val_fraction < 1, "val_fraction must be in (0, 1)"),
         (config.data.train_subset is None or config.data.train_subset >= 1, "train_subset must be >= 1"),
         (

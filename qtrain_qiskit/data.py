@@ -52,11 +52,14 @@ class TensorData:
         return (x - self.mean.to(device)) / self.std.to(device), self.labels[index].to(device)
 
     def batches(
-        self, batch_size: int, device: torch.device, generator: torch.Generator | None = None
+        self, batch_size: int, device: torch.device, generator: torch.Generator | None = None, *, skip: int = 0
     ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        """Mini-batches in order, or shuffled by ``generator``; the last one may be smaller."""
+        """Mini-batches in order, or shuffled by ``generator``; the last one may be smaller.
+
+        ``skip`` drops the first batches of the same order (resuming inside an epoch).
+        """
         order = torch.randperm(len(self), generator=generator) if generator is not None else torch.arange(len(self))
-        for start in range(0, len(self), batch_size):
+        for start in range(skip * batch_size, len(self), batch_size):
             yield self.batch(order[start : start + batch_size], device)
 
 

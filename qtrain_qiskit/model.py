@@ -126,7 +126,8 @@ def build_model(config: Config, device: torch.device) -> QuantumTrain:
     circuit = build_ansatz(num_qubits, config.circuit.blocks, config.circuit.entanglement, num_weights=num_weights)
 
     backend_cls = backends.backend_class(config.execution.backend)
-    offered = {"device": device, "seed": config.train.seed}  # each backend takes the options it declares
+    # each backend takes the options it declares
+    offered = {"device": device, "seed": config.train.seed, "dtype": config.execution.precision}
     accepted = inspect.signature(backend_cls).parameters
     backend = backend_cls(**{key: value for key, value in offered.items() if key in accepted})
 

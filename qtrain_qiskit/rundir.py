@@ -8,10 +8,14 @@ temporary name, flushed and renamed, so a crash never leaves a half-written file
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
+import pickle
 import tempfile
-from collections.abc import Callable
+import warnings
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -24,6 +28,7 @@ LAST_CHECKPOINT = "checkpoint_last.pt"
 BEST_CHECKPOINT = "checkpoint_best.pt"
 CURVES_FILE = "curves.png"
 EXPORT_FILE = "classical_model.pt"
+LOCK_FILE = ".lock"
 CHECKPOINT_FORMAT = 1  # bump when the checkpoint layout changes
 
 
@@ -49,10 +54,14 @@ def write_atomic(path: Path, write: Callable[[BinaryIO], None]) -> None:
 def load_torch_file(path: Path, what: str) -> Any:
     """``torch.load`` restricted to tensors and plain containers; bad files are one clear line."""
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # foreign pickles warn before they fail
+            return torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
         raise RunDirError(f"{what} not found: {path}") from None
-    except Exception as exc:
+    except pickle.UnpicklingError:
+        raise RunDirError(f"{what} {path} is not a readable checkpoint (it holds objects other than tensors)") from None
+    except Exception as exc:  # truncated and foreign files fail in many ways
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise RunDirError(f"{what} {path} is not a readable checkpoint ({reason[:200]})") from None
 
@@ -79,6 +88,19 @@ class RunDir:
         if not (run.path / CONFIG_FILE).is_file():
             raise RunDirError(f"{run.path} is not a run directory (no {CONFIG_FILE})")
         return run
+
+    @contextlib.contextmanager
+    def lock(self) -> Iterator[None]:
+        """Hold the run directory exclusively: a second process writing the same run is refused."""
+        handle = open(self.file(LOCK_FILE), "a+")
+        try:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise RunDirError(f"run directory {self.path} is in use by another process") from None
+            yield
+        finally:
+            handle.close()  # releases the lock
 
     def file(self, name: str) -> Path:
         return self.path / name

@@ -7,10 +7,12 @@ in `rundir`; the Qiskit side lives behind `model.quantum`.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import statistics
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -94,6 +96,41 @@ def plot_curves(records: list[dict[str, Any]], run: RunDir) -> None:
     plt.close(fig)
 
 
+class NonFiniteError(RuntimeError):
+    """A non-finite loss or gradient under ``on_nonfinite: stop``; the last checkpoint is kept."""
+
+
+@dataclass
+class EpochTally:
+    """Running sums of one epoch; saved in mid-epoch checkpoints so a resumed epoch ends the same."""
+
+    loss_sum: float = 0.0
+    correct: int = 0
+    seen: int = 0
+    grad_quantum: float = 0.0
+    grad_mapping: float = 0.0
+    steps: int = 0  # batches consumed, skipped ones included
+    skipped: int = 0
+    step_ms: list[float] = field(default_factory=list)
+    seconds: float = 0.0  # time spent in earlier legs of this epoch (before a resume)
+
+    def record(self, epoch: int, val_loss: float, val_acc: float, seconds: float) -> dict[str, Any]:
+        done = max(self.seen, 1)
+        updates = max(self.steps - self.skipped, 1)
+        return {
+            "epoch": epoch,
+            "train_loss": self.loss_sum / done,
+            "train_accuracy": self.correct / done,
+            "val_loss": val_loss,
+            "val_accuracy": val_acc,
+            "grad_norm_quantum": self.grad_quantum / updates,
+            "grad_norm_mapping": self.grad_mapping / updates,
+            "epoch_seconds": self.seconds + seconds,
+            "median_step_ms": statistics.median(self.step_ms) if self.step_ms else None,
+            "skipped_steps": self.skipped,
+        }
+
+
 def train(config: Config, run: RunDir, *, resume: bool = False, log: Callable[[str], None] = print) -> dict[str, Any]:
     """Train per ``config`` into ``run`` (continuing its last checkpoint if ``resume``); return the summary."""
     # --- setup: device, seeds, data, model, optimizer
@@ -115,76 +152,98 @@ def train(config: Config, run: RunDir, *, resume: bool = False, log: Callable[[s
     shuffle = torch.Generator().manual_seed(config.train.seed)
     counts = model.parameter_counts()
     num_qubits = model.mapping.num_qubits
+    steps_per_epoch = math.ceil(len(train_data) / config.train.batch_size)
 
     # --- resume or start
     records: list[dict[str, Any]] = []
-    start_epoch, best_val = 0, -math.inf
+    done_epochs, best_val, tally = 0, -math.inf, EpochTally()
     if resume:
         state = run.load_checkpoint(LAST_CHECKPOINT)
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
-        shuffle.set_state(state["rng"]["shuffle"])
+        shuffle.set_state(state["rng"]["epoch_start"])
         torch.set_rng_state(state["rng"]["torch"])
-        start_epoch, best_val = state["epoch"], state["best_val_accuracy"]
-        records = [r for r in run.read_metrics() if r["epoch"] <= start_epoch]
+        done_epochs, best_val, tally = state["epoch"], state["best_val_accuracy"], EpochTally(**state["tally"])
+        records = [r for r in run.read_metrics() if r["epoch"] <= done_epochs]
         run.write_metrics(records)  # drop lines of an epoch that never reached its checkpoint
-        log(f"resuming {run.path} after epoch {start_epoch}")
+        log(f"resuming {run.path} after epoch {done_epochs}, step {tally.steps}")
     else:
         run.write_text(CONFIG_FILE, to_yaml(config))
     log(f"backend {config.execution.backend}, gradient {config.execution.grad}, device {device}")
     log("parameters:\n" + compression_table(counts, num_qubits, config.circuit.blocks))
     log(f"data: {len(train_data)} train, {len(val_data)} validation, {len(test_data)} test ({config.data.dataset})")
 
+    def checkpoint(name: str, epoch: int, epoch_start: torch.Tensor) -> None:
+        run.save_checkpoint(
+            name,
+            {
+                "model": model.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "epoch": epoch,  # completed epochs; tally holds the progress into the next one
+                "tally": dataclasses.asdict(tally),
+                "best_val_accuracy": best_val,
+                "rng": {"epoch_start": epoch_start, "torch": torch.get_rng_state()},
+                "config": config.to_dict(),
+            },
+        )
+
     # --- loop
-    step_ms: list[float] = []
-    for epoch in range(start_epoch + 1, config.train.epochs + 1):
+    for epoch in range(done_epochs + 1, config.train.epochs + 1):
         model.train()
-        epoch_start = time.perf_counter()
-        loss_sum, correct, seen, grad_q, grad_m, epoch_steps = 0.0, 0, 0, 0.0, 0.0, []
-        batches = train_data.batches(config.train.batch_size, device, shuffle)
-        total = math.ceil(len(train_data) / config.train.batch_size)
-        for x, y in tqdm(batches, total=total, desc=f"epoch {epoch}/{config.train.epochs}", leave=False, disable=None):
+        leg_start = time.perf_counter()
+        epoch_start = shuffle.get_state()  # replaying from here reproduces this epoch's order
+        batches = train_data.batches(config.train.batch_size, device, shuffle, skip=tally.steps)
+        bar = tqdm(
+            batches,
+            total=steps_per_epoch,
+            initial=tally.steps,
+            desc=f"epoch {epoch}/{config.train.epochs}",
+            leave=False,
+            disable=None,
+        )
+        for x, y in bar:
             step_start = time.perf_counter()
+            tally.steps += 1
             logits = model(x)
             loss = nn.functional.cross_entropy(logits, y)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
-            grad_q += _grad_norm(quantum_params)
-            grad_m += _grad_norm(mapping_params)
+            norms = {"quantum": _grad_norm(quantum_params), "mapping": _grad_norm(mapping_params)}
+            fault = (
+                "loss"
+                if not math.isfinite(loss.item())
+                else next((f"{part} gradient" for part, norm in norms.items() if not math.isfinite(norm)), None)
+            )
+            if fault is not None:
+                where = f"epoch {epoch} step {tally.steps}"
+                if config.train.on_nonfinite == "stop":
+                    raise NonFiniteError(f"non-finite {fault} at {where}; the last checkpoint is kept in {run.path}")
+                tally.skipped += 1
+                log(f"skipped {where}: non-finite {fault}")
+                continue
             nn.utils.clip_grad_norm_(trainable, config.train.clip)
             optimizer.step()
-            epoch_steps.append((time.perf_counter() - step_start) * 1e3)
-            loss_sum += loss.item() * len(y)
-            correct += (logits.argmax(dim=1) == y).sum().item()
-            seen += len(y)
+            tally.step_ms.append((time.perf_counter() - step_start) * 1e3)
+            tally.loss_sum += loss.item() * len(y)
+            tally.correct += (logits.argmax(dim=1) == y).sum().item()
+            tally.seen += len(y)
+            tally.grad_quantum += norms["quantum"]
+            tally.grad_mapping += norms["mapping"]
+            every = config.train.checkpoint_every
+            if every and tally.steps % every == 0 and tally.steps < steps_per_epoch:
+                tally.seconds += time.perf_counter() - leg_start
+                leg_start = time.perf_counter()
+                checkpoint(LAST_CHECKPOINT, epoch - 1, epoch_start)
 
         val_loss, val_acc = evaluate_model(model, val_data, config.train.eval_batch_size, device)
-        step_ms += epoch_steps
-        record = {
-            "epoch": epoch,
-            "train_loss": loss_sum / seen,
-            "train_accuracy": correct / seen,
-            "val_loss": val_loss,
-            "val_accuracy": val_acc,
-            "grad_norm_quantum": grad_q / len(epoch_steps),
-            "grad_norm_mapping": grad_m / len(epoch_steps),
-            "epoch_seconds": time.perf_counter() - epoch_start,
-            "median_step_ms": statistics.median(epoch_steps),
-        }
+        record = tally.record(epoch, val_loss, val_acc, time.perf_counter() - leg_start)
         records.append(record)
         run.write_metrics(records)
-        state = {
-            "model": model.state_dict(),
-            "optimizer": optimizer.state_dict(),
-            "epoch": epoch,
-            "best_val_accuracy": max(best_val, val_acc),
-            "rng": {"shuffle": shuffle.get_state(), "torch": torch.get_rng_state()},
-            "config": config.to_dict(),
-        }
+        tally = EpochTally()
         if val_acc > best_val:
             best_val = val_acc
-            run.save_checkpoint(BEST_CHECKPOINT, state)
-        run.save_checkpoint(LAST_CHECKPOINT, state)
+            checkpoint(BEST_CHECKPOINT, epoch, shuffle.get_state())
+        checkpoint(LAST_CHECKPOINT, epoch, shuffle.get_state())
         plot_curves(records, run)
         log(
             f"epoch {epoch:3d}  train loss {record['train_loss']:.4f} acc {record['train_accuracy']:.4f}  "
@@ -211,7 +270,8 @@ def train(config: Config, run: RunDir, *, resume: bool = False, log: Callable[[s
         "epochs": config.train.epochs,
         "wall_seconds": time.perf_counter() - started,  # this invocation (resumed runs: the last leg)
         "train_seconds": sum(r["epoch_seconds"] for r in records),
-        "median_step_ms": statistics.median(step_ms) if step_ms else records[-1]["median_step_ms"],
+        "median_step_ms": statistics.median(r["median_step_ms"] for r in records if r["median_step_ms"]),
+        "skipped_steps": sum(r["skipped_steps"] for r in records),
         "device": str(device),
     }
     run.write_json(SUMMARY_FILE, summary)

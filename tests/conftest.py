@@ -3,6 +3,9 @@ small generated set in torchvision's raw layout) and helpers to run the scripts.
 
 from __future__ import annotations
 
+import contextlib
+import importlib.util
+import io
 import os
 import subprocess
 import sys
@@ -42,6 +45,24 @@ def mnist_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     if (SHARED_DATA / "MNIST" / "raw" / "train-images-idx3-ubyte").is_file():
         return SHARED_DATA
     return make_fake_mnist(tmp_path_factory.mktemp("fake_data"))
+
+
+def load_script(name: str):
+    """scripts/<name> as a module, to call its main() in-process (no interpreter start-up)."""
+    spec = importlib.util.spec_from_file_location(f"script_{Path(name).stem}", REPO / "scripts" / name)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def run_script_inprocess(name: str, *args: str) -> tuple[int, str, str]:
+    """(exit status, stdout, stderr) of scripts/<name> run through the same error handling."""
+    from qtrain_qiskit.cli import run_main
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        status = run_main(load_script(name).main, list(args))
+    return status, out.getvalue(), err.getvalue()
 
 
 def run_script(name: str, *args: str, env: dict[str, str] | None = None, cwd: Path | None = None):

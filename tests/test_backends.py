@@ -55,6 +55,30 @@ def test_matches_statevector_on_random_circuits(backend, num_qubits, depth, seed
     np.testing.assert_allclose(probs, reference(circuit, values), atol=1e-10, rtol=0)
 
 
+def irregular_circuit() -> QuantumCircuit:
+    """Starts with two-qubit gates, leaves qubits idle, stacks gates on one qubit, repeats a parameter."""
+    theta = ParameterVector("t", 3)
+    circuit = QuantumCircuit(4)
+    circuit.x(1)
+    circuit.cx(1, 3)
+    circuit.cz(0, 3)
+    circuit.ry(theta[0], 2)
+    circuit.rx(theta[1], 2)
+    circuit.h(2)
+    circuit.barrier()
+    circuit.swap(2, 0)
+    circuit.rz(theta[2], 0)
+    circuit.ry(0.5 * theta[0] + 1.0, 3)
+    circuit.cx(3, 2)
+    return circuit
+
+
+def test_matches_statevector_on_an_irregular_circuit(backend):
+    circuit = irregular_circuit()
+    values = np.random.default_rng(3).uniform(-np.pi, np.pi, (2, circuit.num_parameters))
+    np.testing.assert_allclose(backend.probabilities(circuit, values), reference(circuit, values), atol=1e-10, rtol=0)
+
+
 def test_matches_statevector_on_the_reference_ansatz(backend):
     circuit = build_ansatz(13, 2)
     values = np.random.default_rng(7).uniform(-np.pi, np.pi, (1, circuit.num_parameters))
