@@ -79,6 +79,7 @@ class TrainConfig:
 class DataConfig:
     dataset: str = _f("mnist", "dataset", choices=("mnist", "fashion_mnist", "cifar10"))
     data_dir: str | None = _f(None, "dataset root (default: $QTRAIN_DATA_DIR, else ./data)")
+    download: bool = _f(True, "download the dataset into the data root when it is missing there")
     val_fraction: float = _f(0.2, "fraction of the training set held out for validation")
     split_seed: int = _f(0, "seed of the train/validation split")
     train_subset: int | None = _f(None, "train on only this many training images (quick runs)")

@@ -68,24 +68,26 @@ def resolve_data_dir(data_dir: str | None) -> Path:
     return Path(data_dir or os.environ.get(DATA_DIR_ENV) or DEFAULT_DATA_DIR)
 
 
-def load_dataset(name: str, root: Path, *, train: bool) -> TensorData:
-    """One official split, read from ``root`` or downloaded there as torchvision does.
+def load_dataset(name: str, root: Path, *, train: bool, download: bool = True) -> TensorData:
+    """One official split, read from ``root`` or (if ``download``) downloaded there as torchvision does.
 
     Offline with no data, the error names the root and how to point at the data instead.
     """
     cls, mean, std = DATASETS[name]
     split = "train" if train else "test"
+    hint = f"pass --data-dir or set {DATA_DIR_ENV} to a folder holding it"
     try:
         dataset = cls(str(root), train=train, download=False)
     except RuntimeError:
+        if not download:
+            raise DataError(f"{name} {split} split not found under {root} (downloads are off); {hint}") from None
         try:
             with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
                 dataset = cls(str(root), train=train, download=True)
         except Exception as exc:
             reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise DataError(
-                f"{name} {split} split not found under {root} and could not be downloaded ({reason}); "
-                f"pass --data-dir or set {DATA_DIR_ENV} to a folder holding it"
+                f"{name} {split} split not found under {root} and could not be downloaded ({reason}); {hint}"
             ) from None
     except Exception as exc:
         raise DataError(f"{name} {split} split under {root} is unreadable: {exc}") from None

@@ -33,7 +33,9 @@ def evaluate_run(
     device = resolve_device(config.execution.device)
     model = build_model(config, device)
     model.load_state_dict(run.load_checkpoint(CHECKPOINTS[checkpoint])["model"])
-    data = load_dataset(config.data.dataset, resolve_data_dir(config.data.data_dir), train=False)
+    data = load_dataset(
+        config.data.dataset, resolve_data_dir(config.data.data_dir), train=False, download=config.data.download
+    )
     loss, accuracy = evaluate_model(model, data, config.train.eval_batch_size, device)
     return {"test_accuracy": accuracy, "test_loss": loss, "backend": config.execution.backend, "checkpoint": checkpoint}
 

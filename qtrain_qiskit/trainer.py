@@ -138,11 +138,11 @@ def train(config: Config, run: RunDir, *, resume: bool = False, log: Callable[[s
     device = resolve_device(config.execution.device)
     torch.manual_seed(config.train.seed)
     root = resolve_data_dir(config.data.data_dir)
-    full_train = load_dataset(config.data.dataset, root, train=True)
+    full_train = load_dataset(config.data.dataset, root, train=True, download=config.data.download)
     train_data, val_data = train_val_split(
         full_train, config.data.val_fraction, config.data.split_seed, config.data.train_subset
     )
-    test_data = load_dataset(config.data.dataset, root, train=False)
+    test_data = load_dataset(config.data.dataset, root, train=False, download=config.data.download)
 
     model = build_model(config, device)
     quantum_params = list(model.quantum.parameters())

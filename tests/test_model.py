@@ -131,3 +131,15 @@ print(",".join(f"{{v:.6f}}" for v in out[0].tolist()))
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=True)
     got = torch.tensor([float(v) for v in result.stdout.strip().split(",")])
     torch.testing.assert_close(got, expected[0], atol=1e-5, rtol=1e-5)
+
+
+def test_cifar_target_runs_through_quantum_train():
+    target = CIFARCNN()
+    m = count_parameters(target)
+    circuit = build_ansatz(qubits_for(m), 1)
+    quantum = build_quantum_layer(
+        circuit, backends.get_backend("torch_statevector"), "adjoint", torch.zeros(circuit.num_parameters)
+    )
+    model = QuantumTrain(target, quantum, MappingModel(qubits_for(m), m))
+    assert qubits_for(m) == 14
+    assert model(torch.randn(2, 3, 32, 32)).shape == (2, 10)

@@ -141,6 +141,8 @@ def test_missing_data_is_one_clear_line(tmp_path):
         "1",
         "--run-dir",
         str(tmp_path / "r"),
+        "--download",
+        "false",
         env={"QTRAIN_DATA_DIR": str(tmp_path / "empty")},
     )
     assert result.returncode == 2
