@@ -18,6 +18,7 @@ from qiskit.primitives.containers.sampler_pub import SamplerPub, SamplerPubLike
 from qiskit_aer import AerSimulator
 
 from .base import Backend
+from .counts import sample_probabilities
 from .registry import register
 from .torch_statevector import TorchStatevectorBackend
 
@@ -91,3 +92,26 @@ class AerStatevectorBackend(Backend):
 
     def _vjp(self, circuit: QuantumCircuit, values: np.ndarray, grad: np.ndarray) -> np.ndarray:
         return self._reverse_mode.vjp(circuit, values, grad)
+
+
+@register
+class AerShotsBackend(Backend):
+    """Finite-shot estimates: ``shots`` draws per circuit from Aer's exact final distribution.
+
+    For terminal measurements of a noiseless circuit this is exactly what Aer's measurement
+    sampling does (one statevector, then draws), without its per-shot bitstring conversion; tests
+    compare the statistics with Aer's own `SamplerV2`. Seeded once: successive calls draw fresh,
+    reproducible noise.
+    """
+
+    name = "aer_shots"
+    exact = False
+
+    def __init__(self, shots: int = 1024, seed: int | None = None) -> None:
+        self.shots = shots
+        self.sampler = AerExactSampler(seed=seed)
+        self.rng = np.random.default_rng(seed)
+
+    def _probabilities(self, circuit: QuantumCircuit, values: np.ndarray) -> np.ndarray:
+        exact = self.sampler.run([(circuit, values)]).result()[0].data.probabilities
+        return sample_probabilities(exact, self.shots, self.rng)

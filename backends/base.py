@@ -34,10 +34,10 @@ class Backend(ABC):
         values = self._check_values(circuit, parameter_values)
         return self._probabilities(circuit, values)
 
-    @property
-    def supports_vjp(self) -> bool:
+    @classmethod
+    def supports_vjp(cls) -> bool:
         """Whether `vjp` is available (exact reverse-mode gradient, the `adjoint` method)."""
-        return type(self)._vjp is not Backend._vjp
+        return cls._vjp is not Backend._vjp
 
     def vjp(self, circuit: QuantumCircuit, parameter_values: np.ndarray, grad_output: np.ndarray) -> np.ndarray:
         """Vector-Jacobian product sum_k g[b, k] dP[b, k]/dtheta[b, j], shape (batch, P).

@@ -56,9 +56,24 @@ class CircuitConfig:
 @dataclass
 class ExecutionConfig:
     backend: str = _f("aer_statevector", "executor of the circuit (see backends.available())")
-    grad: str = _f("adjoint", "circuit gradient method", choices=("adjoint", "param_shift"))
+    grad: str = _f(
+        "auto",
+        "circuit gradient: auto (adjoint on exact backends, else param_shift), adjoint, param_shift or spsa",
+        choices=("auto", "adjoint", "param_shift", "spsa"),
+    )
     device: str = _f("auto", "torch device for the classical side: auto, cpu, cuda, cuda:N, mps")
     precision: str = _f("float32", "float type of the torch engine's statevector", choices=("float32", "float64"))
+    shots: int = _f(1024, "shots per circuit on sampled backends (aer_shots, aer_noisy, ibm_runtime)")
+    max_shots: int | None = _f(None, "refuse to start a run whose estimated total shots exceed this")
+    noise: str = _f(
+        "depolarizing", "aer_noisy noise: 'depolarizing' (the rates below) or a fake IBM device, e.g. fake_torino"
+    )
+    depolarizing_1q: float = _f(1e-3, "aer_noisy depolarizing probability after each 1-qubit gate")
+    depolarizing_2q: float = _f(1e-2, "aer_noisy depolarizing probability after each 2-qubit gate")
+    readout_error: float = _f(0.0, "aer_noisy probability that a measured bit flips")
+    spsa_perturbation: float = _f(0.15, "SPSA perturbation c (radians) at step 0")
+    spsa_decay: float = _f(0.101, "SPSA perturbation decay: c_k = c / (k + 1)^decay")
+    spsa_resamples: int = _f(1, "SPSA estimates averaged per step (2 circuits each)")
 
 
 @dataclass
@@ -209,6 +224,11 @@ def validate(config: Config) -> Config:
         raise ConfigError(
             f"backend: unknown {config.execution.backend!r}; available: {', '.join(backends.available())}"
         )
+    if config.execution.grad == "adjoint" and not backends.backend_class(config.execution.backend).supports_vjp():
+        raise ConfigError(
+            f"grad: adjoint needs an exact backend with a reverse pass; {config.execution.backend} has none "
+            "(use param_shift or spsa)"
+        )
     checks = [
         (config.circuit.blocks >= 1, "blocks must be >= 1"),
         (config.circuit.qubits is None or config.circuit.qubits >= 1, "qubits must be >= 1"),
@@ -220,6 +240,17 @@ def validate(config: Config) -> Config:
         (config.train.lr > 0, "lr must be > 0"),
         (config.train.clip > 0, "clip must be > 0"),
         (config.train.checkpoint_every >= 0, "checkpoint_every must be >= 0"),
+        (config.execution.shots >= 1, "shots must be >= 1"),
+        (config.execution.max_shots is None or config.execution.max_shots >= 1, "max_shots must be >= 1"),
+        (config.execution.spsa_perturbation > 0, "spsa_perturbation must be > 0"),
+        (config.execution.spsa_resamples >= 1, "spsa_resamples must be >= 1"),
+        (
+            all(
+                0 <= getattr(config.execution, key) <= 1
+                for key in ("depolarizing_1q", "depolarizing_2q", "readout_error")
+            ),
+            "depolarizing_1q, depolarizing_2q and readout_error must be probabilities in [0, 1]",
+        ),
         (0 < config.data.val_fraction < 1, "val_fraction must be in (0, 1)"),
         (config.data.train_subset is None or config.data.train_subset >= 1, "train_subset must be >= 1"),
         (
@@ -240,6 +271,15 @@ def validate(config: Config) -> Config:
                 f"the {weights} weights of {config.model.target}; need at least {math.ceil(math.log2(weights))}"
             )
     return config
+
+
+def resolve_gradient(config: Config) -> str:
+    """The gradient method a run uses: ``auto`` is adjoint where the backend has a reverse pass."""
+    import backends
+
+    if config.execution.grad != "auto":
+        return config.execution.grad
+    return "adjoint" if backends.backend_class(config.execution.backend).supports_vjp() else "param_shift"
 
 
 class _Parser(argparse.ArgumentParser):

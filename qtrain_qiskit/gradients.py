@@ -2,7 +2,8 @@
 
 Training only needs the vector-Jacobian product g . dP/dtheta. `adjoint` asks the backend for it
 directly (one reverse pass). `param_shift` builds all 2P shifted parameter sets and sends them to
-the backend in one batched call, then contracts.
+the backend in one batched call, then contracts. `spsa` estimates it from 2 circuits per resample,
+whatever P is: the method for hardware budgets.
 """
 
 from __future__ import annotations
@@ -25,6 +26,10 @@ class GradientMethod(ABC):
 
     def check(self, circuit: QuantumCircuit, backend: Backend) -> None:  # noqa: B027 - optional hook
         """Refuse a circuit or backend this method cannot differentiate, before anything runs."""
+
+    @abstractmethod
+    def circuits_per_step(self, num_params: int) -> int:
+        """Circuit executions one gradient costs (for shot budgets), besides the forward pass."""
 
     @abstractmethod
     def jacobian(self, circuit: QuantumCircuit, backend: Backend, values: np.ndarray) -> np.ndarray:
@@ -56,6 +61,9 @@ class ParamShiftGradient(GradientMethod):
         if repeated:
             raise ValueError(f"param_shift needs each parameter in exactly one gate; repeated: {repeated[:5]}")
 
+    def circuits_per_step(self, num_params: int) -> int:
+        return 2 * num_params
+
     def jacobian(self, circuit: QuantumCircuit, backend: Backend, values: np.ndarray) -> np.ndarray:
         shifts = np.pi / 2 * np.eye(len(values))
         probs = backend.probabilities(circuit, np.concatenate([values + shifts, values - shifts]))
@@ -69,11 +77,14 @@ class AdjointGradient(GradientMethod):
     name = "adjoint"
 
     def check(self, circuit: QuantumCircuit, backend: Backend) -> None:
-        if not backend.supports_vjp:
+        if not backend.supports_vjp():
             raise ValueError(
                 f"gradient 'adjoint' needs an exact backend with a reverse pass; {backend.name!r} has none "
                 "(use param_shift)"
             )
+
+    def circuits_per_step(self, num_params: int) -> int:
+        return 0  # the reverse pass is classical simulation work, not circuit executions
 
     def jacobian(self, circuit: QuantumCircuit, backend: Backend, values: np.ndarray) -> np.ndarray:
         # One reverse pass gives one row of the Jacobian; P columns by the (exact) shift rule are
@@ -84,11 +95,55 @@ class AdjointGradient(GradientMethod):
         return backend.vjp(circuit, values[None], grad[None])[0]
 
 
-GRADIENTS: dict[str, type[GradientMethod]] = {"adjoint": AdjointGradient, "param_shift": ParamShiftGradient}
+class SPSAGradient(GradientMethod):
+    """Simultaneous-perturbation estimate from 2 circuits per resample, averaged over resamples.
+
+    Directions are Rademacher (+-1 per angle); the perturbation shrinks as c_k = c / (k + 1)^decay
+    with the step k. Under shot noise the difference P(theta + c D) - P(theta - c D) must stand out
+    of a sampling error of order sqrt(P / shots), so c is a tenth of a radian, not the 1e-6 of
+    qiskit-ml's SPSA defaults (meant for exact simulators, where such a c measures only noise).
+    """
+
+    name = "spsa"
+
+    def __init__(
+        self, perturbation: float = 0.15, decay: float = 0.101, resamples: int = 1, seed: int | None = None
+    ) -> None:
+        self.perturbation, self.decay, self.resamples = perturbation, decay, resamples
+        self.rng = np.random.default_rng(seed)
+        self.step = 0
+
+    def circuits_per_step(self, num_params: int) -> int:
+        return 2 * self.resamples
+
+    def _differences(
+        self, circuit: QuantumCircuit, backend: Backend, values: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        c = self.perturbation / (self.step + 1) ** self.decay
+        self.step += 1
+        directions = self.rng.choice([-1.0, 1.0], size=(self.resamples, len(values)))
+        probs = backend.probabilities(circuit, np.concatenate([values + c * directions, values - c * directions]))
+        plus, minus = np.split(probs, 2)
+        return (plus - minus) / (2 * c), directions  # (R, 2^N), (R, P); 1 / D_i = D_i for +-1
+
+    def jacobian(self, circuit: QuantumCircuit, backend: Backend, values: np.ndarray) -> np.ndarray:
+        differences, directions = self._differences(circuit, backend, values)
+        return differences.T @ directions / self.resamples
+
+    def vjp(self, circuit: QuantumCircuit, backend: Backend, values: np.ndarray, grad: np.ndarray) -> np.ndarray:
+        differences, directions = self._differences(circuit, backend, values)
+        return (differences @ grad) @ directions / self.resamples
 
 
-def get_gradient(name: str) -> GradientMethod:
-    """A gradient method by name; unknown names list the known ones."""
+GRADIENTS: dict[str, type[GradientMethod]] = {
+    "adjoint": AdjointGradient,
+    "param_shift": ParamShiftGradient,
+    "spsa": SPSAGradient,
+}
+
+
+def get_gradient(name: str, **options: object) -> GradientMethod:
+    """A gradient method by name with its options; unknown names list the known ones."""
     if name not in GRADIENTS:
         raise ValueError(f"unknown gradient {name!r}; available: {', '.join(GRADIENTS)}")
-    return GRADIENTS[name]()
+    return GRADIENTS[name](**options)

@@ -8,6 +8,7 @@ The circuit does not depend on the batch, so P is computed once per forward.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
 from typing import TYPE_CHECKING
 
@@ -116,6 +117,8 @@ def build_model(config: Config, device: torch.device) -> QuantumTrain:
     import backends
 
     from .ansatz import build_ansatz, qubits_for
+    from .config import resolve_gradient
+    from .gradients import get_gradient
     from .mapping import MappingModel
     from .qnn import build_quantum_layer
     from .targets import build_target
@@ -126,13 +129,26 @@ def build_model(config: Config, device: torch.device) -> QuantumTrain:
     circuit = build_ansatz(num_qubits, config.circuit.blocks, config.circuit.entanglement, num_weights=num_weights)
 
     backend_cls = backends.backend_class(config.execution.backend)
-    # each backend takes the options it declares
-    offered = {"device": device, "seed": config.train.seed, "dtype": config.execution.precision}
+    offered = {  # each backend takes the options its constructor declares
+        **dataclasses.asdict(config.execution),
+        "device": device,
+        "seed": config.train.seed,
+        "dtype": config.execution.precision,
+    }
     accepted = inspect.signature(backend_cls).parameters
     backend = backend_cls(**{key: value for key, value in offered.items() if key in accepted})
 
+    gradient = resolve_gradient(config)
+    options = {}
+    if gradient == "spsa":
+        options = {
+            "perturbation": config.execution.spsa_perturbation,
+            "decay": config.execution.spsa_decay,
+            "resamples": config.execution.spsa_resamples,
+            "seed": config.train.seed,
+        }
     angles = initial_angles(circuit.num_parameters, config.circuit.init, config.circuit.init_scale)
-    quantum = build_quantum_layer(circuit, backend, config.execution.grad, angles)
+    quantum = build_quantum_layer(circuit, backend, get_gradient(gradient, **options), angles)
     mapping = MappingModel(
         num_qubits,
         num_weights,

@@ -107,14 +107,15 @@ class TorchQuantumLayer(nn.Module):
 
 
 def build_quantum_layer(
-    circuit: QuantumCircuit, backend: Backend, gradient: str, initial_weights: torch.Tensor
+    circuit: QuantumCircuit, backend: Backend, gradient: str | GradientMethod, initial_weights: torch.Tensor
 ) -> nn.Module:
     """The module that outputs P (2^N,) from trainable angles, for this backend and gradient.
 
     The torch engine with ``adjoint`` differentiates natively; every other combination goes
     through the qiskit-ml network inside a `VJPTorchConnector`.
     """
-    if isinstance(backend, TorchStatevectorBackend) and gradient == "adjoint":
+    gradient = get_gradient(gradient) if isinstance(gradient, str) else gradient
+    if isinstance(backend, TorchStatevectorBackend) and gradient.name == "adjoint":
         return TorchQuantumLayer(circuit, backend, initial_weights)
     network = ProbabilityQNN(circuit, backend, gradient=gradient)
     return VJPTorchConnector(network, initial_weights=initial_weights.detach().cpu().numpy())

@@ -19,7 +19,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from .config import Config, to_yaml
+from .config import Config, resolve_gradient, to_yaml
 from .data import TensorData, load_dataset, resolve_data_dir, train_val_split
 from .model import QuantumTrain, build_model, resolve_device
 from .rundir import (
@@ -169,7 +169,7 @@ def train(config: Config, run: RunDir, *, resume: bool = False, log: Callable[[s
         log(f"resuming {run.path} after epoch {done_epochs}, step {tally.steps}")
     else:
         run.write_text(CONFIG_FILE, to_yaml(config))
-    log(f"backend {config.execution.backend}, gradient {config.execution.grad}, device {device}")
+    log(f"backend {config.execution.backend}, gradient {resolve_gradient(config)}, device {device}")
     log("parameters:\n" + compression_table(counts, num_qubits, config.circuit.blocks))
     log(f"data: {len(train_data)} train, {len(val_data)} validation, {len(test_data)} test ({config.data.dataset})")
 
@@ -263,7 +263,7 @@ def train(config: Config, run: RunDir, *, resume: bool = False, log: Callable[[s
         "num_qubits": num_qubits,
         "num_blocks": config.circuit.blocks,
         "backend": config.execution.backend,
-        "gradient": config.execution.grad,
+        "gradient": resolve_gradient(config),
         "features": config.model.features,
         "dataset": config.data.dataset,
         "seed": config.train.seed,

@@ -112,5 +112,5 @@ def test_param_shift_refuses_shared_parameters():
 
 
 def test_unknown_gradient_lists_known():
-    with pytest.raises(ValueError, match="available: adjoint, param_shift"):
+    with pytest.raises(ValueError, match="available: adjoint, param_shift, spsa"):
         get_gradient("magic")
