@@ -8,10 +8,24 @@ computational-basis probabilities. It knows nothing about torch training: the QN
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import ClassVar
+from typing import Any, ClassVar, Protocol
 
 import numpy as np
 from qiskit import QuantumCircuit
+
+
+class BackendError(RuntimeError):
+    """Execution cannot go on (no account, device too small, job failed after retries)."""
+
+
+class JobLedger(Protocol):
+    """Where paid executions record their job ids, so that a resumed run fetches instead of re-paying."""
+
+    def lookup(self, key: str) -> str | None:
+        """The job id recorded for a request digest, if any."""
+
+    def record(self, key: str, job_id: str, info: dict[str, Any]) -> None:
+        """Persist ``job_id`` for ``key`` before its result is awaited."""
 
 
 class Backend(ABC):
@@ -25,6 +39,15 @@ class Backend(ABC):
 
     name: ClassVar[str]
     exact: ClassVar[bool] = True
+    paid: ClassVar[bool] = False  # executions cost money or queue time: checkpoint every step
+    default_max_shots: ClassVar[int | None] = None  # shot budget applied when none is given
+
+    def prepare(self, circuit: QuantumCircuit) -> object:  # noqa: B027 - optional hook
+        """Resolve devices and credentials and compile ``circuit``, before any execution.
+
+        Called once when a run is set up, so that a missing account, a device with too few
+        qubits or an uncompilable circuit fails before anything is spent.
+        """
 
     def probabilities(self, circuit: QuantumCircuit, parameter_values: np.ndarray) -> np.ndarray:
         """Return probabilities of shape (batch, 2^num_qubits) for values of shape (batch, P).

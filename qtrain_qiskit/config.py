@@ -74,6 +74,12 @@ class ExecutionConfig:
     spsa_perturbation: float = _f(0.15, "SPSA perturbation c (radians) at step 0")
     spsa_decay: float = _f(0.101, "SPSA perturbation decay: c_k = c / (k + 1)^decay")
     spsa_resamples: int = _f(1, "SPSA estimates averaged per step (2 circuits each)")
+    ibm_backend: str | None = _f(None, "ibm_runtime device name (default: least busy); fake_* runs locally")
+    ibm_mode: str = _f("job", "ibm_runtime execution mode", choices=("job", "batch", "session"))
+    dynamical_decoupling: bool = _f(False, "ibm_runtime: dynamical decoupling on idle qubits")
+    twirling: bool = _f(False, "ibm_runtime: measurement twirling")
+    max_retries: int = _f(3, "ibm_runtime: retries of a failed job (exponential backoff) before stopping")
+    retry_backoff: float = _f(2.0, "ibm_runtime: seconds before the first retry (doubling after)")
 
 
 @dataclass
@@ -84,7 +90,11 @@ class TrainConfig:
     clip: float = _f(10.0, "gradient-norm clipping over all trainable parameters")
     seed: int = _f(0, "seed for initialization and shuffling")
     eval_batch_size: int = _f(1000, "batch size for validation and test")
-    checkpoint_every: int = _f(200, "also checkpoint every K steps inside an epoch (0: at epoch ends only)")
+    checkpoint_every: int = _f(
+        200,
+        "also checkpoint every K steps inside an epoch (0: at epoch ends only; paid backends checkpoint every step)",
+    )
+    max_steps: int | None = _f(None, "stop after this many optimizer steps in all (hardware trials)")
     on_nonfinite: str = _f(
         "stop", "non-finite loss or gradient: stop the run, or skip the step", choices=("stop", "skip")
     )
@@ -224,6 +234,14 @@ def validate(config: Config) -> Config:
         raise ConfigError(
             f"backend: unknown {config.execution.backend!r}; available: {', '.join(backends.available())}"
         )
+    from backends.devices import fake_device_names
+
+    for key, allowed in (("noise", ["depolarizing", *fake_device_names()]), ("ibm_backend", None)):
+        value = getattr(config.execution, key)
+        if value and value.startswith("fake_") and value not in fake_device_names():
+            raise ConfigError(f"{key}: unknown fake device {value!r}; available: {', '.join(fake_device_names())}")
+        if allowed is not None and value not in allowed:
+            raise ConfigError(f"{key}: {value!r} is not 'depolarizing' or a fake device such as fake_torino")
     if config.execution.grad == "adjoint" and not backends.backend_class(config.execution.backend).supports_vjp():
         raise ConfigError(
             f"grad: adjoint needs an exact backend with a reverse pass; {config.execution.backend} has none "
@@ -241,6 +259,9 @@ def validate(config: Config) -> Config:
         (config.train.clip > 0, "clip must be > 0"),
         (config.train.checkpoint_every >= 0, "checkpoint_every must be >= 0"),
         (config.execution.shots >= 1, "shots must be >= 1"),
+        (config.train.max_steps is None or config.train.max_steps >= 1, "max_steps must be >= 1"),
+        (config.execution.max_retries >= 0, "max_retries must be >= 0"),
+        (config.execution.retry_backoff >= 0, "retry_backoff must be >= 0"),
         (config.execution.max_shots is None or config.execution.max_shots >= 1, "max_shots must be >= 1"),
         (config.execution.spsa_perturbation > 0, "spsa_perturbation must be > 0"),
         (config.execution.spsa_resamples >= 1, "spsa_resamples must be >= 1"),
@@ -280,6 +301,13 @@ def resolve_gradient(config: Config) -> str:
     if config.execution.grad != "auto":
         return config.execution.grad
     return "adjoint" if backends.backend_class(config.execution.backend).supports_vjp() else "param_shift"
+
+
+def checkpoint_interval(config: Config) -> int:
+    """Steps between in-epoch checkpoints: every step where executions are paid for."""
+    import backends
+
+    return 1 if backends.backend_class(config.execution.backend).paid else config.train.checkpoint_every
 
 
 class _Parser(argparse.ArgumentParser):

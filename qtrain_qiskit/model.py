@@ -110,8 +110,11 @@ def initial_angles(count: int, scheme: str, scale: float) -> torch.Tensor:
     return (torch.rand(count) * 2 - 1) * scale
 
 
-def build_model(config: Config, device: torch.device) -> QuantumTrain:
-    """Target, ansatz, backend, quantum layer and mapping as the configuration says."""
+def build_model(config: Config, device: torch.device, *, job_ledger: object = None) -> QuantumTrain:
+    """Target, ansatz, backend, quantum layer and mapping as the configuration says.
+
+    The backend is prepared here (device, credentials, compilation), before anything executes.
+    """
     import inspect
 
     import backends
@@ -134,9 +137,11 @@ def build_model(config: Config, device: torch.device) -> QuantumTrain:
         "device": device,
         "seed": config.train.seed,
         "dtype": config.execution.precision,
+        "job_ledger": job_ledger,
     }
     accepted = inspect.signature(backend_cls).parameters
     backend = backend_cls(**{key: value for key, value in offered.items() if key in accepted})
+    backend.prepare(circuit)
 
     gradient = resolve_gradient(config)
     options = {}

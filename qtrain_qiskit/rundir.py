@@ -14,6 +14,7 @@ import json
 import os
 import pickle
 import tempfile
+import time
 import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -29,6 +30,7 @@ BEST_CHECKPOINT = "checkpoint_best.pt"
 CURVES_FILE = "curves.png"
 EXPORT_FILE = "classical_model.pt"
 LOCK_FILE = ".lock"
+JOBS_FILE = "jobs.jsonl"  # hardware job ids, one line per submission
 CHECKPOINT_FORMAT = 1  # bump when the checkpoint layout changes
 
 
@@ -133,6 +135,34 @@ class RunDir:
 
     def load_checkpoint(self, name: str) -> dict[str, Any]:
         return load_checkpoint_file(self.file(name))
+
+    def job_ledger(self) -> JobLedgerFile:
+        return JobLedgerFile(self.file(JOBS_FILE))
+
+
+class JobLedgerFile:
+    """The run's record of submitted hardware jobs: request digest -> job id, with the step.
+
+    Lines are appended and fsynced as each job is submitted, before its result is awaited, so a
+    run killed while waiting still knows which job to fetch when it resumes.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.context: dict[str, Any] = {}  # set by the trainer: epoch and step of the next submissions
+        lines = path.read_text().splitlines() if path.exists() else []
+        self._jobs = {entry["key"]: entry["job_id"] for entry in map(json.loads, filter(None, lines))}
+
+    def lookup(self, key: str) -> str | None:
+        return self._jobs.get(key)
+
+    def record(self, key: str, job_id: str, info: dict[str, Any]) -> None:
+        entry = {"key": key, "job_id": job_id, **self.context, **info, "time": time.time()}
+        with open(self.path, "a") as handle:
+            handle.write(json.dumps(entry) + "\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        self._jobs[key] = job_id
 
 
 def load_checkpoint_file(path: Path) -> dict[str, Any]:

@@ -19,7 +19,8 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from .config import Config, resolve_gradient, to_yaml
+from .budget import check, estimate
+from .config import Config, checkpoint_interval, resolve_gradient, to_yaml
 from .data import TensorData, load_dataset, resolve_data_dir, train_val_split
 from .model import QuantumTrain, build_model, resolve_device
 from .rundir import (
@@ -144,7 +145,8 @@ def train(config: Config, run: RunDir, *, resume: bool = False, log: Callable[[s
     )
     test_data = load_dataset(config.data.dataset, root, train=False, download=config.data.download)
 
-    model = build_model(config, device)
+    ledger = run.job_ledger()
+    model = build_model(config, device, job_ledger=ledger)
     quantum_params = list(model.quantum.parameters())
     mapping_params = list(model.mapping.parameters())
     trainable = quantum_params + mapping_params
@@ -153,6 +155,7 @@ def train(config: Config, run: RunDir, *, resume: bool = False, log: Callable[[s
     counts = model.parameter_counts()
     num_qubits = model.mapping.num_qubits
     steps_per_epoch = math.ceil(len(train_data) / config.train.batch_size)
+    every = checkpoint_interval(config)
 
     # --- resume or start
     records: list[dict[str, Any]] = []
@@ -167,8 +170,12 @@ def train(config: Config, run: RunDir, *, resume: bool = False, log: Callable[[s
         records = [r for r in run.read_metrics() if r["epoch"] <= done_epochs]
         run.write_metrics(records)  # drop lines of an epoch that never reached its checkpoint
         log(f"resuming {run.path} after epoch {done_epochs}, step {tally.steps}")
-    else:
+    budget = estimate(config, steps_per_epoch, counts["quantum_params"], done_epochs * steps_per_epoch + tally.steps)
+    check(budget, config)  # before anything is written or executed
+    if not resume:
         run.write_text(CONFIG_FILE, to_yaml(config))
+    if budget is not None:
+        log(budget.describe())
     log(f"backend {config.execution.backend}, gradient {resolve_gradient(config)}, device {device}")
     log("parameters:\n" + compression_table(counts, num_qubits, config.circuit.blocks))
     log(f"data: {len(train_data)} train, {len(val_data)} validation, {len(test_data)} test ({config.data.dataset})")
@@ -188,7 +195,11 @@ def train(config: Config, run: RunDir, *, resume: bool = False, log: Callable[[s
         )
 
     # --- loop
+    max_steps = config.train.max_steps or math.inf
+    global_step = done_epochs * steps_per_epoch + tally.steps
     for epoch in range(done_epochs + 1, config.train.epochs + 1):
+        if global_step >= max_steps:
+            break
         model.train()
         leg_start = time.perf_counter()
         epoch_start = shuffle.get_state()  # replaying from here reproduces this epoch's order
@@ -202,8 +213,12 @@ def train(config: Config, run: RunDir, *, resume: bool = False, log: Callable[[s
             disable=None,
         )
         for x, y in bar:
+            if global_step >= max_steps:
+                break
             step_start = time.perf_counter()
             tally.steps += 1
+            global_step += 1
+            ledger.context = {"epoch": epoch, "step": global_step}
             logits = model(x)
             loss = nn.functional.cross_entropy(logits, y)
             optimizer.zero_grad(set_to_none=True)
@@ -229,7 +244,6 @@ def train(config: Config, run: RunDir, *, resume: bool = False, log: Callable[[s
             tally.seen += len(y)
             tally.grad_quantum += norms["quantum"]
             tally.grad_mapping += norms["mapping"]
-            every = config.train.checkpoint_every
             if every and tally.steps % every == 0 and tally.steps < steps_per_epoch:
                 tally.seconds += time.perf_counter() - leg_start
                 leg_start = time.perf_counter()

@@ -175,8 +175,8 @@ def poison_quantum_gradient_at(monkeypatch, step):
     build = trainer.build_model
     calls = {"n": 0}
 
-    def build_poisoned(config, device):
-        model = build(config, device)
+    def build_poisoned(config, device, **kwargs):
+        model = build(config, device, **kwargs)
 
         def hook(grad):
             calls["n"] += 1

@@ -34,7 +34,8 @@ def test_aer_shots_matches_aer_sampler_statistics():
     shots = 20000
     ours = backends.get_backend("aer_shots", shots=shots, seed=3).probabilities(circuit, values)[0]
     measured = circuit.measure_all(inplace=False)
-    theirs = probabilities_from_bits(AerSamplerV2(seed=4).run([(measured, values[0])], shots=shots).result()[0].data.meas)
+    result = AerSamplerV2(seed=4).run([(measured, values[0])], shots=shots).result()
+    theirs = probabilities_from_bits(result[0].data.meas)
     # Expected TVD of an empirical distribution over 16 outcomes at 20k shots is ~0.01; 0.03 is > 5 sigma.
     assert tvd(ours, exact) < 0.03 and tvd(theirs, exact) < 0.03 and tvd(ours, theirs) < 0.04
     assert tvd(ours, exact) > 0  # it really samples

@@ -1,0 +1,180 @@
+"""IBM Quantum hardware through qiskit-ibm-runtime's current sampler.
+
+The account comes from the environment (``QISKIT_IBM_TOKEN``, ``QISKIT_IBM_INSTANCE``) or a saved
+account; nothing here stores or prints it. ``ibm_backend`` names a device, or is left empty for
+the least busy one; a ``fake_*`` name runs the very same code path in the runtime's local testing
+mode (a fake device, simulated with its noise) — which is how it is tested without an account.
+
+Circuits are transpiled once per run into ISA circuits. Each call is one job (split only past
+``max_circuits_per_job``), retried with exponential backoff on transient failures. Every job id
+is written to the job ledger (the run directory's ``jobs.jsonl``) before its result is awaited,
+keyed by a digest of what was asked, so an interrupted run that asks again fetches the job by id
+instead of paying for it twice.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from typing import Any, ClassVar
+
+import numpy as np
+from qiskit import QuantumCircuit, qpy
+
+from .base import Backend, BackendError, JobLedger
+from .counts import probabilities_from_bits
+from .devices import fake_device, to_isa
+from .registry import register
+
+MODES = ("job", "batch", "session")
+DEFAULT_MAX_SHOTS = 10_000_000  # a run estimated above this needs an explicit --max-shots
+
+
+def _permanent(exc: Exception) -> bool:
+    """Errors a retry cannot fix: credentials, bad input, unknown device."""
+    from qiskit_ibm_runtime.exceptions import IBMAccountError, IBMInputValueError, IBMNotAuthorizedError
+
+    return isinstance(exc, (IBMAccountError, IBMInputValueError, IBMNotAuthorizedError, ValueError, TypeError))
+
+
+@register
+class IBMRuntimeBackend(Backend):
+    """Sampled probabilities from an IBM Quantum device (or a fake one, locally)."""
+
+    name = "ibm_runtime"
+    exact = False
+    paid: ClassVar[bool] = True
+    default_max_shots: ClassVar[int] = DEFAULT_MAX_SHOTS
+
+    def __init__(
+        self,
+        ibm_backend: str | None = None,
+        shots: int = 1024,
+        seed: int | None = None,
+        ibm_mode: str = "job",
+        dynamical_decoupling: bool = False,
+        twirling: bool = False,
+        max_retries: int = 3,
+        retry_backoff: float = 2.0,
+        max_circuits_per_job: int = 10_000,
+        job_ledger: JobLedger | None = None,
+        service: Any = None,
+    ) -> None:
+        if ibm_mode not in MODES:
+            raise ValueError(f"ibm_mode must be one of {', '.join(MODES)}, got {ibm_mode!r}")
+        self.device_name, self.shots, self.seed, self.mode_name = ibm_backend, shots, seed, ibm_mode
+        self.options = {
+            "dynamical_decoupling": {"enable": dynamical_decoupling},
+            "twirling": {"enable_measure": twirling},
+        }
+        self.max_retries, self.retry_backoff = max_retries, retry_backoff
+        self.max_circuits_per_job = max_circuits_per_job
+        self.ledger, self._service = job_ledger, service
+        self._device: Any = None
+        self._mode: Any = None
+        self._isa: dict[int, tuple[QuantumCircuit, QuantumCircuit, bytes]] = {}  # id -> (logical, ISA, digest)
+
+    # --- preparation: account, device, ISA circuit (before any circuit runs)
+    @property
+    def local(self) -> bool:
+        return bool(self.device_name and self.device_name.startswith("fake_"))
+
+    def service(self) -> Any:
+        if self._service is None:
+            from qiskit_ibm_runtime import QiskitRuntimeService
+
+            try:
+                self._service = QiskitRuntimeService()
+            except Exception as exc:  # account missing or rejected: say how to provide one
+                raise BackendError(
+                    f"no usable IBM Quantum account ({type(exc).__name__}): set QISKIT_IBM_TOKEN and "
+                    "QISKIT_IBM_INSTANCE or save an account with QiskitRuntimeService.save_account(); "
+                    "--ibm-backend fake_torino runs locally without one"
+                ) from None
+        return self._service
+
+    def device(self, min_qubits: int = 1) -> Any:
+        if self._device is None:
+            if self.local:
+                self._device = fake_device(self.device_name)
+            elif self.device_name:
+                self._device = self.service().backend(self.device_name)
+            else:
+                self._device = self.service().least_busy(operational=True, simulator=False, min_num_qubits=min_qubits)
+        if self._device.num_qubits < min_qubits:
+            raise BackendError(
+                f"{self._device.name} has {self._device.num_qubits} qubits; the circuit needs {min_qubits}"
+            )
+        return self._device
+
+    def prepare(self, circuit: QuantumCircuit) -> QuantumCircuit:
+        cached = self._isa.get(id(circuit))
+        if cached is None or cached[0] is not circuit:
+            isa = to_isa(circuit, self.device(circuit.num_qubits), seed=self.seed)
+            cached = (circuit, isa, hashlib.sha256(_qpy_bytes(isa)).digest())
+            self._isa[id(circuit)] = cached
+        return cached[1]
+
+    def _sampler(self) -> Any:
+        from qiskit_ibm_runtime import Batch, Session
+        from qiskit_ibm_runtime.executor_sampler import Sampler
+
+        if self._mode is None:
+            device = self.device()
+            self._mode = {
+                "job": lambda: device,
+                "batch": lambda: Batch(backend=device),
+                "session": lambda: Session(backend=device),
+            }[self.mode_name]()
+        options = {"default_shots": self.shots, **self.options}
+        if self.local:  # the local simulator ignores DD and twirling options with a warning
+            options = {"default_shots": self.shots, "simulator": {"seed_simulator": self.seed}}
+        return Sampler(mode=self._mode, options=options)
+
+    # --- execution
+    def _probabilities(self, circuit: QuantumCircuit, values: np.ndarray) -> np.ndarray:
+        isa = self.prepare(circuit)
+        chunks = np.array_split(values, max(1, -(-len(values) // self.max_circuits_per_job)))
+        return np.concatenate([self._run_with_retries(circuit, isa, chunk) for chunk in chunks])
+
+    def _request_key(self, circuit: QuantumCircuit, values: np.ndarray) -> str:
+        digest = hashlib.sha256()
+        digest.update(self._isa[id(circuit)][2])
+        digest.update(np.ascontiguousarray(values, dtype=np.float64).tobytes())
+        digest.update(f"{self.shots}|{self.device_name}|{self.options}".encode())
+        return digest.hexdigest()
+
+    def _run_with_retries(self, circuit: QuantumCircuit, isa: QuantumCircuit, values: np.ndarray) -> np.ndarray:
+        key = self._request_key(circuit, values)
+        recorded = self.ledger.lookup(key) if self.ledger is not None else None
+        if recorded is not None and not self.local:
+            try:
+                return self._bits_to_probabilities(self.service().job(recorded).result())
+            except Exception:
+                pass
+        for attempt in range(self.max_retries + 1):
+            try:
+                job = self._sampler().run([(isa, values)], shots=self.shots)
+                if self.ledger is not None:
+                    self.ledger.record(key, job.job_id(), {"circuits": len(values), "shots": self.shots})
+                return self._bits_to_probabilities(job.result())
+            except Exception as exc:
+                if _permanent(exc) or attempt == self.max_retries:
+                    raise BackendError(
+                        f"ibm_runtime job failed after {attempt + 1} attempt(s): {type(exc).__name__}: "
+                        f"{str(exc).splitlines()[0] if str(exc) else ''}"
+                    ) from None
+                time.sleep(self.retry_backoff * 2**attempt)
+        raise AssertionError("unreachable")
+
+    @staticmethod
+    def _bits_to_probabilities(result: Any) -> np.ndarray:
+        return probabilities_from_bits(result[0].data.meas).reshape(-1, 2 ** result[0].data.meas.num_bits)
+
+
+def _qpy_bytes(circuit: QuantumCircuit) -> bytes:
+    import io
+
+    buffer = io.BytesIO()
+    qpy.dump(circuit, buffer)
+    return buffer.getvalue()

@@ -1,0 +1,63 @@
+"""What a run will execute on a sampled backend, estimated before anything runs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .config import Config, ConfigError, resolve_gradient
+
+
+@dataclass(frozen=True)
+class ShotBudget:
+    circuits_per_step: int  # the forward circuit plus the gradient's
+    shots_per_circuit: int
+    steps: int
+    evaluations: int  # one circuit per validation pass and for the final test
+
+    @property
+    def total_circuits(self) -> int:
+        return self.steps * self.circuits_per_step + self.evaluations
+
+    @property
+    def total_shots(self) -> int:
+        return self.total_circuits * self.shots_per_circuit
+
+    def describe(self) -> str:
+        return (
+            f"cost: {self.circuits_per_step} circuits and {self.circuits_per_step * self.shots_per_circuit:,} shots "
+            f"per step; {self.steps:,} steps + {self.evaluations} evaluations = {self.total_circuits:,} circuits, "
+            f"{self.total_shots:,} shots"
+        )
+
+
+def estimate(config: Config, steps_per_epoch: int, num_angles: int, done_steps: int = 0) -> ShotBudget | None:
+    """The remaining run's circuits and shots; None on exact backends (no shots)."""
+    import backends
+
+    from .gradients import get_gradient
+
+    if backends.backend_class(config.execution.backend).exact:
+        return None
+    gradient = resolve_gradient(config)
+    options = {"resamples": config.execution.spsa_resamples} if gradient == "spsa" else {}
+    per_step = 1 + get_gradient(gradient, **options).circuits_per_step(num_angles)
+    total_steps = config.train.epochs * steps_per_epoch
+    if config.train.max_steps is not None:
+        total_steps = min(total_steps, config.train.max_steps)
+    steps = max(total_steps - done_steps, 0)
+    epochs_left = -(-steps // steps_per_epoch)
+    return ShotBudget(per_step, config.execution.shots, steps, epochs_left + 1)
+
+
+def check(budget: ShotBudget | None, config: Config) -> None:
+    """Refuse a run estimated above --max-shots (or the backend's default cap), in one line."""
+    import backends
+
+    if budget is None:
+        return
+    cap = config.execution.max_shots or backends.backend_class(config.execution.backend).default_max_shots
+    if cap is not None and budget.total_shots > cap:
+        raise ConfigError(
+            f"estimated {budget.total_shots:,} shots exceed the cap of {cap:,} (--max-shots); "
+            "lower --shots, --epochs or --max-steps, or raise --max-shots"
+        )
