@@ -16,11 +16,18 @@ from qiskit import QuantumCircuit, transpile
 from qiskit.primitives import BaseSamplerV2, DataBin, PrimitiveJob, PrimitiveResult, SamplerPubResult
 from qiskit.primitives.containers.sampler_pub import SamplerPub, SamplerPubLike
 from qiskit_aer import AerSimulator
+from qiskit_aer.noise import NoiseModel, ReadoutError, depolarizing_error
+from qiskit_aer.primitives import SamplerV2 as AerSamplerV2
 
 from .base import Backend
-from .counts import sample_probabilities
+from .counts import probabilities_from_bits, sample_probabilities
+from .devices import device_noise_simulation, fake_device
 from .registry import register
 from .torch_statevector import TorchStatevectorBackend
+
+BASIS = ["rx", "ry", "rz", "h", "x", "y", "z", "s", "sdg", "t", "tdg", "sx", "p", "cx", "cz", "swap"]
+ONE_QUBIT_GATES = ["rx", "ry", "rz", "h", "x", "y", "z", "s", "sdg", "t", "tdg", "sx", "p"]
+TWO_QUBIT_GATES = ["cx", "cz", "swap"]
 
 
 class AerExactSampler(BaseSamplerV2):
@@ -115,3 +122,63 @@ class AerShotsBackend(Backend):
     def _probabilities(self, circuit: QuantumCircuit, values: np.ndarray) -> np.ndarray:
         exact = self.sampler.run([(circuit, values)]).result()[0].data.probabilities
         return sample_probabilities(exact, self.shots, self.rng)
+
+
+def depolarizing_noise(one_qubit: float, two_qubit: float, readout: float) -> NoiseModel:
+    """Uniform depolarizing noise after every gate and symmetric readout flips: for sweeps."""
+    model = NoiseModel()
+    if one_qubit > 0:
+        model.add_all_qubit_quantum_error(depolarizing_error(one_qubit, 1), ONE_QUBIT_GATES)
+    if two_qubit > 0:
+        model.add_all_qubit_quantum_error(depolarizing_error(two_qubit, 2), TWO_QUBIT_GATES)
+    if readout > 0:
+        model.add_all_qubit_readout_error(ReadoutError([[1 - readout, readout], [readout, 1 - readout]]))
+    return model
+
+
+@register
+class AerNoisyBackend(Backend):
+    """Aer with a noise model: parametric depolarizing noise, or a fake IBM device's.
+
+    ``noise="depolarizing"`` applies the given rates to the logical circuit. A fake device name
+    (``fake_torino``, ...) transpiles with the same pass manager as the hardware path and simulates
+    the device's noise model on the qubits the circuit uses.
+    """
+
+    name = "aer_noisy"
+    exact = False
+
+    def __init__(
+        self,
+        noise: str = "depolarizing",
+        shots: int = 1024,
+        seed: int | None = None,
+        depolarizing_1q: float = 1e-3,
+        depolarizing_2q: float = 1e-2,
+        readout_error: float = 0.0,
+    ) -> None:
+        self.noise, self.shots, self.seed = noise, shots, seed
+        self.rates = (depolarizing_1q, depolarizing_2q, readout_error)
+        self.rng = np.random.default_rng(seed)
+        self._prepared: dict[int, tuple[QuantumCircuit, QuantumCircuit, AerSamplerV2]] = {}
+
+    def prepare(self, circuit: QuantumCircuit) -> QuantumCircuit:
+        """The measured executable circuit (clbit k = logical qubit k) and its noisy sampler, once."""
+        cached = self._prepared.get(id(circuit))
+        if cached is None or cached[0] is not circuit:
+            if self.noise == "depolarizing":
+                executable = transpile(circuit.measure_all(inplace=False), basis_gates=BASIS, optimization_level=0)
+                model = depolarizing_noise(*self.rates)
+            else:
+                executable, model = device_noise_simulation(circuit, fake_device(self.noise), seed=self.seed)
+            options = {"backend_options": {"noise_model": model, "max_parallel_experiments": 0}, "run_options": {}}
+            cached = (circuit, executable, AerSamplerV2(options=options))
+            self._prepared[id(circuit)] = cached
+        return cached[1]
+
+    def _probabilities(self, circuit: QuantumCircuit, values: np.ndarray) -> np.ndarray:
+        executable = self.prepare(circuit)
+        sampler = self._prepared[id(circuit)][2]
+        sampler.options.run_options["seed_simulator"] = int(self.rng.integers(2**31))  # fresh, reproducible
+        result = sampler.run([(executable, values)], shots=self.shots).result()
+        return probabilities_from_bits(result[0].data.meas)

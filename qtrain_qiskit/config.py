@@ -336,13 +336,17 @@ def build_parser(
     return parser
 
 
+def flag_values(args: argparse.Namespace) -> dict[str, Any]:
+    """The configuration keys given on the command line (unparsed strings)."""
+    return {key: value for key, value in vars(args).items() if key in _fields()}
+
+
 def from_args(args: argparse.Namespace, base: Config | None = None) -> Config:
     """Defaults (or ``base``), then ``--config`` file, then flags; validated."""
     config = base if base is not None else Config()
     if getattr(args, "config", None):
         apply(config, load_yaml(args.config), args.config)
-    flags = {key: value for key, value in vars(args).items() if key in _fields()}
-    return validate(apply(config, flags, "command line"))
+    return validate(apply(config, flag_values(args), "command line"))
 
 
 def to_yaml(config: Config) -> str:

@@ -1,7 +1,13 @@
-"""Test-split evaluation of a finished run or of an exported classical model."""
+"""Test-split evaluation of a finished run, on any backend, or of an exported classical model.
+
+Evaluating a run on a sampled or hardware backend is the cheapest meaningful hardware experiment:
+the circuit is sampled once, the weights are generated from the measured probabilities, and the
+test accuracy is reported beside the exact one.
+"""
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +17,7 @@ from .config import Config, apply, load_yaml, validate
 from .data import load_dataset, resolve_data_dir
 from .rundir import BEST_CHECKPOINT, CONFIG_FILE, LAST_CHECKPOINT, RunDir, RunDirError, load_torch_file
 from .targets import build_target
-from .trainer import evaluate, evaluate_model
+from .trainer import evaluate
 
 CHECKPOINTS = {"best": BEST_CHECKPOINT, "last": LAST_CHECKPOINT}
 
@@ -22,22 +28,50 @@ def run_config(run: RunDir, overrides: dict[str, Any] | None = None) -> Config:
     return validate(apply(config, overrides or {}, "command line"))
 
 
-def evaluate_run(
-    path: str | Path, *, checkpoint: str = "best", overrides: dict[str, Any] | None = None
-) -> dict[str, Any]:
-    """Regenerate the weights from a run's checkpoint on its (or an overriding) backend, then test."""
-    from .model import build_model, resolve_device
+@torch.no_grad()
+def _test(config: Config, state: dict[str, Any], data: Any, device: torch.device) -> tuple[float, float, torch.Tensor]:
+    """(loss, accuracy, probabilities): one circuit execution, then the target on the test split."""
+    from .model import build_model
+
+    model = build_model(config, device)
+    model.load_state_dict(state)
+    model.eval()
+    probs = model.quantum()
+    theta = model.weights_from_probabilities(probs)
+    loss, accuracy = evaluate(lambda x: model.run_target(theta, x), data, config.train.eval_batch_size, device)
+    return loss, accuracy, probs.double().cpu()
+
+
+def evaluate_run(path: str | Path, *, checkpoint: str = "best", overrides: dict[str, Any] | None = None) -> dict:
+    """Regenerate a run's weights on its (or an overriding) backend and test them.
+
+    On a sampled backend the exact figure (torch engine, float64) and the total-variation distance
+    between the sampled and exact probabilities are reported beside it.
+    """
+    import backends
+
+    from .model import resolve_device
 
     run = RunDir.existing(path)
     config = run_config(run, overrides)
     device = resolve_device(config.execution.device)
-    model = build_model(config, device)
-    model.load_state_dict(run.load_checkpoint(CHECKPOINTS[checkpoint])["model"])
+    state = run.load_checkpoint(CHECKPOINTS[checkpoint])["model"]
     data = load_dataset(
         config.data.dataset, resolve_data_dir(config.data.data_dir), train=False, download=config.data.download
     )
-    loss, accuracy = evaluate_model(model, data, config.train.eval_batch_size, device)
-    return {"test_accuracy": accuracy, "test_loss": loss, "backend": config.execution.backend, "checkpoint": checkpoint}
+    result: dict[str, Any] = {"checkpoint": checkpoint, "backend": config.execution.backend}
+    result["test_loss"], result["test_accuracy"], probs = _test(config, state, data, device)
+    if not backends.backend_class(config.execution.backend).exact:
+        exact = copy.deepcopy(config)
+        exact.execution.backend, exact.execution.grad, exact.execution.precision = (
+            "torch_statevector",
+            "auto",
+            "float64",
+        )
+        result["exact_test_loss"], result["exact_test_accuracy"], exact_probs = _test(exact, state, data, device)
+        result["tvd_to_exact"] = 0.5 * (probs - exact_probs).abs().sum().item()
+        result["shots"] = config.execution.shots
+    return result
 
 
 def evaluate_exported(path: str | Path, *, target: str, dataset: str, data_dir: str | None) -> dict[str, Any]:

@@ -51,7 +51,11 @@ class QuantumTrain(nn.Module):
         removes each tensor's mean, ``global`` the mean over all M (the QT authors'), ``none``
         neither (the seed's).
         """
-        theta = self.mapping(self.quantum())
+        return self.weights_from_probabilities(self.quantum())
+
+    def weights_from_probabilities(self, probs: torch.Tensor) -> torch.Tensor:
+        """theta (M,) from given outcome probabilities (e.g. measured once on hardware)."""
+        theta = self.mapping(probs)
         if self.center == "global":
             return theta - theta.mean()
         if self.center == "tensor":

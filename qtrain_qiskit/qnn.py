@@ -11,6 +11,8 @@ The exact torch engine needs neither: it is differentiable torch code already, s
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import torch
 from qiskit import QuantumCircuit
@@ -64,11 +66,13 @@ class _VJPFunction(torch.autograd.Function):
     """TorchConnector's autograd function, with a backward that prefers the VJP."""
 
     @staticmethod
-    def forward(ctx, input_data, weights, neural_network, sparse):
+    def forward(
+        ctx: Any, input_data: torch.Tensor, weights: torch.Tensor, neural_network: NeuralNetwork, sparse: bool
+    ) -> torch.Tensor:
         return _TorchNNFunction.forward(ctx, input_data, weights, neural_network, sparse)
 
     @staticmethod
-    def backward(ctx, grad_output):
+    def backward(ctx: Any, grad_output: torch.Tensor) -> tuple:
         network = ctx.neural_network
         if ctx.sparse or not hasattr(network, "backward_vjp"):
             return _TorchNNFunction.backward(ctx, grad_output)

@@ -6,6 +6,7 @@ python scripts/benchmark.py --backend aer_statevector --grad param_shift --steps
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 
@@ -15,7 +16,7 @@ from qtrain_qiskit.config import build_parser, from_args
 
 
 def main(argv: list[str] | None = None) -> int:
-    def extra(parser):
+    def extra(parser: argparse.ArgumentParser) -> None:
         parser.add_argument("--steps", type=int, default=50, help="timed steps")
         parser.add_argument("--warmup", type=int, default=3, help="untimed steps first")
 
