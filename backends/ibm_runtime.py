@@ -19,7 +19,7 @@ import time
 from typing import Any, ClassVar
 
 import numpy as np
-from qiskit import QuantumCircuit, qpy
+from qiskit import QuantumCircuit
 
 from .base import Backend, BackendError, JobLedger
 from .counts import probabilities_from_bits
@@ -111,7 +111,7 @@ class IBMRuntimeBackend(Backend):
         cached = self._isa.get(id(circuit))
         if cached is None or cached[0] is not circuit:
             isa = to_isa(circuit, self.device(circuit.num_qubits), seed=self.seed)
-            cached = (circuit, isa, hashlib.sha256(_qpy_bytes(isa)).digest())
+            cached = (circuit, isa, _circuit_digest(circuit))
             self._isa[id(circuit)] = cached
         return cached[1]
 
@@ -141,7 +141,7 @@ class IBMRuntimeBackend(Backend):
         digest = hashlib.sha256()
         digest.update(self._isa[id(circuit)][2])
         digest.update(np.ascontiguousarray(values, dtype=np.float64).tobytes())
-        digest.update(f"{self.shots}|{self.device_name}|{self.options}".encode())
+        digest.update(f"{self.shots}|{self.device_name}|{self.seed}|{self.options}".encode())
         return digest.hexdigest()
 
     def _run_with_retries(self, circuit: QuantumCircuit, isa: QuantumCircuit, values: np.ndarray) -> np.ndarray:
@@ -150,7 +150,7 @@ class IBMRuntimeBackend(Backend):
         if recorded is not None and not self.local:
             try:
                 return self._bits_to_probabilities(self.service().job(recorded).result())
-            except Exception:
+            except Exception:  # the recorded job is gone or failed: run it again
                 pass
         for attempt in range(self.max_retries + 1):
             try:
@@ -172,9 +172,11 @@ class IBMRuntimeBackend(Backend):
         return probabilities_from_bits(result[0].data.meas).reshape(-1, 2 ** result[0].data.meas.num_bits)
 
 
-def _qpy_bytes(circuit: QuantumCircuit) -> bytes:
-    import io
-
-    buffer = io.BytesIO()
-    qpy.dump(circuit, buffer)
-    return buffer.getvalue()
+def _circuit_digest(circuit: QuantumCircuit) -> bytes:
+    """A stable digest of the logical circuit (the ISA circuit follows from it, the device and the
+    seed; its serialized form is not byte-stable, parameter expressions print in varying order)."""
+    digest = hashlib.sha256()
+    for instruction in circuit.data:
+        qubits = [circuit.find_bit(q).index for q in instruction.qubits]
+        digest.update(f"{instruction.operation.name}{qubits}{[str(p) for p in instruction.operation.params]};".encode())
+    return digest.digest()

@@ -1,0 +1,241 @@
+"""The hardware path on fake IBM devices: layout mapping, retries, job ledger, budgets, secrets."""
+
+import json
+
+import numpy as np
+import pytest
+from qiskit import QuantumCircuit
+from qiskit.circuit import ParameterVector
+from qiskit_ibm_runtime.exceptions import RuntimeJobFailureError
+from qiskit_ibm_runtime.fake_provider import FakeGuadalupeV2
+
+import backends
+from backends import BackendError
+from backends.devices import fake_device, fake_device_names, to_isa
+from qtrain_qiskit.ansatz import build_ansatz
+from qtrain_qiskit.rundir import JobLedgerFile
+
+from .conftest import run_script_inprocess
+
+
+def routed_basis_state_circuit() -> QuantumCircuit:
+    """RY(theta) on 5 qubits, then CX from qubits 1 and 3 to every other qubit: more connectivity
+    than a heavy-hex device has, so layout and routing move qubits. With theta = (pi, 0, pi, 0, 0)
+    the controls are |0>, every CX acts trivially and the outcome is the basis state 0b00101."""
+    theta = ParameterVector("t", 5)
+    circuit = QuantumCircuit(5)
+    for q in range(5):
+        circuit.ry(theta[q], q)
+    for control in (1, 3):
+        for target in (0, 2, 4, 3 if control == 1 else 1):
+            circuit.cx(control, target)
+    return circuit
+
+
+def test_fake_devices_by_name():
+    assert {"fake_torino", "fake_sherbrooke", "fake_guadalupe"} <= set(fake_device_names())
+    assert fake_device("fake_guadalupe").num_qubits == 16
+    with pytest.raises(ValueError, match="unknown fake device 'fake_nowhere'; available: fake_aachen"):
+        fake_device("fake_nowhere")
+
+
+def test_counts_map_back_to_logical_outcomes_through_a_non_trivial_layout():
+    circuit = routed_basis_state_circuit()
+    isa = to_isa(circuit, FakeGuadalupeV2(), seed=3)
+    assert isa.layout.routing_permutation() != list(range(16))  # routing moved qubits: not the identity
+    values = np.array([[np.pi, 0, np.pi, 0, 0]])
+    for backend in (
+        backends.get_backend("ibm_runtime", ibm_backend="fake_guadalupe", shots=1000, seed=1),
+        backends.get_backend("aer_noisy", noise="fake_guadalupe", shots=1000, seed=1),
+    ):
+        probs = backend.probabilities(circuit, values)[0]
+        assert probs.shape == (32,)
+        assert probs.argmax() == 0b00101 and probs[0b00101] > 0.6, backend.name  # noise leaves the peak
+
+
+def test_ibm_runtime_on_a_fake_device_is_close_to_the_noisy_simulation():
+    circuit = build_ansatz(4, 1)
+    values = np.random.default_rng(0).uniform(-np.pi, np.pi, (2, circuit.num_parameters))
+    exact = backends.get_backend("aer_statevector").probabilities(circuit, values)
+    runtime = backends.get_backend("ibm_runtime", ibm_backend="fake_guadalupe", shots=4000, seed=2)
+    sampled = runtime.probabilities(circuit, values)
+    assert sampled.shape == (2, 16) and np.allclose(sampled.sum(axis=1), 1)
+    assert np.all(0.5 * np.abs(sampled - exact).sum(axis=1) < 0.25)
+
+
+class FlakySampler:
+    def __init__(self, failures, inner):
+        self.failures, self.inner, self.calls = failures, inner, 0
+
+    def run(self, pubs, shots=None):
+        self.calls += 1
+        if self.calls <= self.failures:
+            raise RuntimeJobFailureError("injected transient failure")
+        return self.inner.run(pubs, shots=shots)
+
+
+def flaky_backend(failures, max_retries):
+    backend = backends.get_backend(
+        "ibm_runtime", ibm_backend="fake_guadalupe", shots=200, seed=0, max_retries=max_retries, retry_backoff=0.0
+    )
+    real = backend._sampler()
+    flaky = FlakySampler(failures, real)
+    backend._sampler = lambda: flaky
+    return backend, flaky
+
+
+def test_transient_failures_are_retried():
+    backend, flaky = flaky_backend(failures=2, max_retries=3)
+    probs = backend.probabilities(build_ansatz(2, 1), np.zeros((1, 2)))
+    assert flaky.calls == 3 and probs[0, 0] > 0.8
+
+
+def test_persistent_failures_stop_with_one_clear_error():
+    backend, flaky = flaky_backend(failures=10, max_retries=2)
+    with pytest.raises(BackendError, match="ibm_runtime job failed after 3 attempt"):
+        backend.probabilities(build_ansatz(2, 1), np.zeros((1, 2)))
+    assert flaky.calls == 3
+
+
+class StubService:
+    """Stands in for QiskitRuntimeService: a named device, and finished jobs fetched by id."""
+
+    def __init__(self):
+        self.jobs, self.fetched = {}, []
+
+    def backend(self, name):
+        return FakeGuadalupeV2()
+
+    def job(self, job_id):
+        self.fetched.append(job_id)
+        return self.jobs[job_id]
+
+
+def test_interrupted_run_fetches_recorded_jobs_instead_of_paying_again(tmp_path):
+    service = StubService()
+    circuit, values = build_ansatz(3, 1), np.full((1, 3), 0.4)
+
+    first = backends.get_backend(
+        "ibm_runtime",
+        ibm_backend="ibm_somewhere",
+        shots=300,
+        seed=4,
+        service=service,
+        job_ledger=JobLedgerFile(tmp_path / "jobs.jsonl"),
+    )
+    sampler = first._sampler()
+    submit = sampler.run
+
+    def recording_run(pubs, shots=None):
+        job = submit(pubs, shots=shots)
+        service.jobs[job.job_id()] = job
+        return job
+
+    sampler.run = recording_run
+    first._sampler = lambda: sampler
+    expected = first.probabilities(circuit, values)
+    lines = [json.loads(line) for line in (tmp_path / "jobs.jsonl").read_text().splitlines()]
+    assert len(lines) == 1 and lines[0]["job_id"] in service.jobs and lines[0]["circuits"] == 1
+
+    # A new process (the resumed run) asks for the same thing: it must fetch, not submit.
+    resumed = backends.get_backend(
+        "ibm_runtime",
+        ibm_backend="ibm_somewhere",
+        shots=300,
+        seed=4,
+        service=service,
+        job_ledger=JobLedgerFile(tmp_path / "jobs.jsonl"),
+    )
+    resumed._sampler = lambda: pytest.fail("a recorded job was submitted again")
+    np.testing.assert_array_equal(resumed.probabilities(circuit, values), expected)
+    assert service.fetched == [lines[0]["job_id"]]
+
+
+def test_missing_account_is_one_clear_error(monkeypatch, tmp_path):
+    for var in ("QISKIT_IBM_TOKEN", "QISKIT_IBM_INSTANCE", "QISKIT_IBM_CHANNEL"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))  # no saved account either
+    backend = backends.get_backend("ibm_runtime", ibm_backend="ibm_somewhere")
+    with pytest.raises(BackendError, match=r"no usable IBM Quantum account .* set QISKIT_IBM_TOKEN"):
+        backend.prepare(build_ansatz(2, 1))
+
+
+def test_too_small_device_is_refused_before_running():
+    backend = backends.get_backend("ibm_runtime", ibm_backend="fake_guadalupe")
+    with pytest.raises(BackendError, match="fake_guadalupe has 16 qubits; the circuit needs 17"):
+        backend.prepare(build_ansatz(17, 1))
+
+
+def test_budget_refusal_and_estimate(mnist_root, tmp_path):
+    status, _, err = run_script_inprocess(
+        "train.py",
+        "--backend",
+        "aer_shots",
+        "--shots",
+        "1000",
+        "--max-shots",
+        "100000",
+        "--data-dir",
+        str(mnist_root),
+        "--run-dir",
+        str(tmp_path / "r"),
+    )
+    assert status == 2
+    assert err.startswith("error: estimated ") and "exceed the cap of 100,000 (--max-shots)" in err
+    assert not (tmp_path / "r" / "config.yaml").exists()
+    status, _, err = run_script_inprocess(
+        "train.py",
+        "--backend",
+        "ibm_runtime",
+        "--ibm-backend",
+        "fake_guadalupe",
+        "--data-dir",
+        str(mnist_root),
+        "--run-dir",
+        str(tmp_path / "r2"),
+    )
+    assert status == 2 and "exceed the cap of 10,000,000" in err  # hardware runs have a default cap
+
+
+def test_hardware_trial_trains_k_steps_records_jobs_and_writes_no_secret(mnist_root, tmp_path, monkeypatch):
+    secret = "sentinel-token-3f9c2a"
+    monkeypatch.setenv("QISKIT_IBM_TOKEN", secret)
+    monkeypatch.setenv("QISKIT_IBM_INSTANCE", "crn:sentinel-instance-77")
+    run_dir = tmp_path / "trial"
+    status, out, err = run_script_inprocess(
+        "train.py",
+        "--backend",
+        "ibm_runtime",
+        "--ibm-backend",
+        "fake_guadalupe",
+        "--grad",
+        "spsa",
+        "--blocks",
+        "1",
+        "--shots",
+        "256",
+        "--max-steps",
+        "2",
+        "--epochs",
+        "3",
+        "--train-subset",
+        "64",
+        "--batch-size",
+        "32",
+        "--eval-batch-size",
+        "5000",
+        "--data-dir",
+        str(mnist_root),
+        "--run-dir",
+        str(run_dir),
+    )
+    assert status == 0, err
+    assert "cost: 3 circuits and 768 shots per step; 2 steps + 2 evaluations = 8 circuits, 2,048 shots" in out
+    jobs = [json.loads(line) for line in (run_dir / "jobs.jsonl").read_text().splitlines()]
+    assert [job["step"] for job in jobs[:4]] == [1, 1, 2, 2]  # forward + SPSA pair per step
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["gradient"] == "spsa" and summary["backend"] == "ibm_runtime"
+    for path in run_dir.rglob("*"):
+        if path.is_file():
+            data = path.read_bytes()
+            assert secret.encode() not in data and b"sentinel-instance" not in data, path
