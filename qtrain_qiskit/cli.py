@@ -5,6 +5,8 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 
+from backends import BackendError
+
 from .config import ConfigError
 from .data import DataError
 from .rundir import RunDirError
@@ -20,7 +22,7 @@ def run_main(main: Callable[[list[str] | None], int], argv: list[str] | None = N
     except USER_ERRORS as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    except NonFiniteError as exc:
+    except (NonFiniteError, BackendError) as exc:  # the run stopped; its last checkpoint is intact
         print(f"error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

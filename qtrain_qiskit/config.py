@@ -95,6 +95,7 @@ class TrainConfig:
         "also checkpoint every K steps inside an epoch (0: at epoch ends only; paid backends checkpoint every step)",
     )
     max_steps: int | None = _f(None, "stop after this many optimizer steps in all (hardware trials)")
+    init_from: str | None = _f(None, "start from the best weights of this run directory (fine-tuning)")
     on_nonfinite: str = _f(
         "stop", "non-finite loss or gradient: stop the run, or skip the step", choices=("stop", "skip")
     )

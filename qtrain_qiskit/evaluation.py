@@ -17,7 +17,7 @@ from .config import Config, apply, load_yaml, validate
 from .data import load_dataset, resolve_data_dir
 from .rundir import BEST_CHECKPOINT, CONFIG_FILE, LAST_CHECKPOINT, RunDir, RunDirError, load_torch_file
 from .targets import build_target
-from .trainer import evaluate
+from .trainer import evaluate, load_model_state
 
 CHECKPOINTS = {"best": BEST_CHECKPOINT, "last": LAST_CHECKPOINT}
 
@@ -34,7 +34,7 @@ def _test(config: Config, state: dict[str, Any], data: Any, device: torch.device
     from .model import build_model
 
     model = build_model(config, device)
-    model.load_state_dict(state)
+    load_model_state(model, state, "of the run")
     model.eval()
     probs = model.quantum()
     theta = model.weights_from_probabilities(probs)

@@ -31,6 +31,7 @@ from .rundir import (
     LAST_CHECKPOINT,
     SUMMARY_FILE,
     RunDir,
+    RunDirError,
 )
 
 
@@ -53,6 +54,15 @@ def evaluate_model(model: QuantumTrain, data: TensorData, batch_size: int, devic
     model.eval()
     theta = model.generate_weights()
     return evaluate(lambda x: model.run_target(theta, x), data, batch_size, device)
+
+
+def load_model_state(model: nn.Module, state: dict[str, Any], source: str) -> None:
+    """Load checkpointed weights, or say in one line that they belong to another configuration."""
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as exc:
+        reason = str(exc).strip().splitlines()[0]
+        raise RunDirError(f"checkpoint {source} does not fit this configuration ({reason})") from None
 
 
 def _grad_norm(parameters: list[nn.Parameter]) -> float:
@@ -160,9 +170,13 @@ def train(config: Config, run: RunDir, *, resume: bool = False, log: Callable[[s
     # --- resume or start
     records: list[dict[str, Any]] = []
     done_epochs, best_val, tally = 0, -math.inf, EpochTally()
+    if config.train.init_from and not resume:
+        origin = RunDir.existing(config.train.init_from)
+        load_model_state(model, origin.load_checkpoint(BEST_CHECKPOINT)["model"], str(origin.file(BEST_CHECKPOINT)))
+        log(f"initialized from {config.train.init_from}")
     if resume:
         state = run.load_checkpoint(LAST_CHECKPOINT)
-        model.load_state_dict(state["model"])
+        load_model_state(model, state["model"], str(run.file(LAST_CHECKPOINT)))
         optimizer.load_state_dict(state["optimizer"])
         shuffle.set_state(state["rng"]["epoch_start"])
         torch.set_rng_state(state["rng"]["torch"])

@@ -15,7 +15,7 @@ from qtrain_qiskit.rundir import (
     SUMMARY_FILE,
 )
 
-from .conftest import run_script
+from .conftest import run_script, run_script_inprocess
 
 QUICK = [
     "--backend",
@@ -154,3 +154,21 @@ def test_bad_flag_is_one_clear_line(tmp_path):
     result = run_script("train.py", "--epoch", "3")
     assert result.returncode == 2
     assert result.stderr.strip() == "error: unrecognized arguments: --epoch 3"
+
+
+def test_fine_tune_starts_from_another_runs_best_weights(trained, mnist_root, tmp_path):
+    run_dir, _ = trained
+    best = json.loads((run_dir / SUMMARY_FILE).read_text())["best_val_accuracy"]
+    status, out, err = run_script_inprocess(
+        "train.py", *QUICK, "--init-from", str(run_dir), "--max-steps", "1", "--lr", "1e-6",
+        "--run-dir", str(tmp_path / "tuned"), "--data-dir", str(mnist_root),
+    )
+    assert status == 0, err
+    assert f"initialized from {run_dir}" in out
+    first = metrics(tmp_path / "tuned")[0]
+    assert first["val_accuracy"] == pytest.approx(best, abs=0.01)  # one tiny step from the trained weights
+    status, _, err = run_script_inprocess(
+        "train.py", *QUICK, "--blocks", "3", "--init-from", str(run_dir), "--run-dir", str(tmp_path / "other"),
+        "--data-dir", str(mnist_root),
+    )
+    assert status == 2 and "does not fit this configuration" in err and len(err.strip().splitlines()) == 1
