@@ -30,7 +30,7 @@ PARAMETERIZED_GATES = ("ry", "rx", "rz", "p")
 PERMUTATION_GATES = ("cx", "swap")
 DIAGONAL_GATES = ("cz",)
 IGNORED = ("barrier",)
-CHUNK_QUBITS = 6  # qubits per dense factor when applying a layer: 16x16 matrices
+CHUNK_QUBITS = 5  # at most 5 qubits per dense factor when applying a layer: 32x32 matrices
 
 
 @dataclass
@@ -162,13 +162,41 @@ def _compile(circuit: QuantumCircuit, real: torch.dtype, device: torch.device) -
                     )
                 )
         program.steps.append(step)
-    program.ops = [
-        (kind, data)
-        if kind == "layer"
-        else (kind, torch.tensor(data, dtype=torch.int64 if kind == "perm" else real, device=device))
-        for kind, data in program.ops
-    ]
+    program.ops = _fuse_gathers(program.ops, n, device, real)
     return program
+
+
+def _fuse_gathers(ops: list, n: int, device: torch.device, real: torch.dtype) -> list:
+    """Turn each layer and the permutation after it into one layer op with a single gather.
+
+    A layer leaves its result as the transposed view of the last chunk's matrix product; reading
+    it back in logical order is a gather through ``unscramble``, and a following permutation
+    composes into the same gather. A first layer acts on |0...0> and yields logical order, so it
+    only needs the permutation. Layer ops carry (layer index, gather index or None).
+    """
+    basis = np.arange(2**n)
+    last = 2 ** len(_chunks(n)[-1])
+    rest = 2**n // last
+    unscramble = (basis % rest) * last + basis // rest
+
+    def tensor(array: np.ndarray | None, dtype: torch.dtype = torch.int64) -> torch.Tensor | None:
+        return None if array is None else torch.tensor(array, dtype=dtype, device=device)
+
+    fused, i = [], 0
+    while i < len(ops):
+        kind, data = ops[i]
+        if kind != "layer":
+            fused.append((kind, tensor(data, torch.int64 if kind == "perm" else real)))
+            i += 1
+            continue
+        perm = ops[i + 1][1] if i + 1 < len(ops) and ops[i + 1][0] == "perm" else None
+        if i == 0:
+            index = perm
+        else:
+            index = unscramble if perm is None else unscramble[perm]
+        fused.append(("layer", (data, tensor(index))))
+        i += 1 if perm is None else 2
+    return fused
 
 
 def _complex_of(real: torch.dtype) -> torch.dtype:
@@ -240,17 +268,22 @@ def simulate(program: _Program, values: torch.Tensor, real: torch.dtype) -> torc
     state = None  # |0...0>, materialized lazily: a first layer on it is a product of first columns
     for kind, data in program.ops:
         if kind == "layer" and state is None:
-            state = factors[-1][data][:, 0]  # most significant chunk first
+            layer, index = data
+            state = factors[-1][layer][:, 0]  # most significant chunk first
             for factor in reversed(factors[:-1]):
-                state = (state[:, :, None] * factor[data][:, 0][:, None, :]).reshape(batch, -1)
+                state = (state[:, :, None] * factor[layer][:, 0][:, None, :]).reshape(batch, -1)
+            if index is not None:
+                state = state.index_select(1, index)
             continue
         if state is None:
             state = torch.zeros(batch, 2**n, dtype=dtype, device=values.device)
             state[:, 0] = 1
         if kind == "layer":
+            layer, index = data
             for chunk, factor in zip(chunks, factors, strict=True):
-                state = (state.reshape(batch, -1, 2 ** len(chunk)) @ factor[data]).transpose(1, 2)
-            state = state.reshape(batch, 2**n)
+                product = state.reshape(batch, -1, 2 ** len(chunk)) @ factor[layer]
+                state = product.transpose(1, 2)
+            state = product.reshape(batch, 2**n).index_select(1, index)
         elif kind == "perm":
             state = state.index_select(1, data)
         else:

@@ -123,7 +123,7 @@ def test_vjp_matches_finite_differences_where_offered(backend):
 
 def test_registry_lists_and_refuses():
     assert {"aer_statevector", "torch_statevector", "qiskit_statevector"} <= set(backends.available())
-    with pytest.raises(ValueError, match=r"unknown backend .nope.; available: aer_shots, aer_statevector"):
+    with pytest.raises(ValueError, match=r"unknown backend .nope.; available: aer_noisy, aer_shots, aer_statevector"):
         backends.get_backend("nope")
 
     class Clash(Backend):

@@ -115,14 +115,17 @@ def test_interrupted_run_fetches_recorded_jobs_instead_of_paying_again(tmp_path)
     service = StubService()
     circuit, values = build_ansatz(3, 1), np.full((1, 3), 0.4)
 
-    first = backends.get_backend(
-        "ibm_runtime",
-        ibm_backend="ibm_somewhere",
-        shots=300,
-        seed=4,
-        service=service,
-        job_ledger=JobLedgerFile(tmp_path / "jobs.jsonl"),
-    )
+    def process():  # what a (re)started run builds: the same request, the ledger read from disk
+        return backends.get_backend(
+            "ibm_runtime",
+            ibm_backend="ibm_somewhere",
+            shots=300,
+            seed=4,
+            service=service,
+            job_ledger=JobLedgerFile(tmp_path / "jobs.jsonl"),
+        )
+
+    first = process()
     sampler = first._sampler()
     submit = sampler.run
 
@@ -138,14 +141,7 @@ def test_interrupted_run_fetches_recorded_jobs_instead_of_paying_again(tmp_path)
     assert len(lines) == 1 and lines[0]["job_id"] in service.jobs and lines[0]["circuits"] == 1
 
     # A new process (the resumed run) asks for the same thing: it must fetch, not submit.
-    resumed = backends.get_backend(
-        "ibm_runtime",
-        ibm_backend="ibm_somewhere",
-        shots=300,
-        seed=4,
-        service=service,
-        job_ledger=JobLedgerFile(tmp_path / "jobs.jsonl"),
-    )
+    resumed = process()
     resumed._sampler = lambda: pytest.fail("a recorded job was submitted again")
     np.testing.assert_array_equal(resumed.probabilities(circuit, values), expected)
     assert service.fetched == [lines[0]["job_id"]]

@@ -160,15 +160,33 @@ def test_fine_tune_starts_from_another_runs_best_weights(trained, mnist_root, tm
     run_dir, _ = trained
     best = json.loads((run_dir / SUMMARY_FILE).read_text())["best_val_accuracy"]
     status, out, err = run_script_inprocess(
-        "train.py", *QUICK, "--init-from", str(run_dir), "--max-steps", "1", "--lr", "1e-6",
-        "--run-dir", str(tmp_path / "tuned"), "--data-dir", str(mnist_root),
+        "train.py",
+        *QUICK,
+        "--init-from",
+        str(run_dir),
+        "--max-steps",
+        "1",
+        "--lr",
+        "1e-6",
+        "--run-dir",
+        str(tmp_path / "tuned"),
+        "--data-dir",
+        str(mnist_root),
     )
     assert status == 0, err
     assert f"initialized from {run_dir}" in out
     first = metrics(tmp_path / "tuned")[0]
     assert first["val_accuracy"] == pytest.approx(best, abs=0.01)  # one tiny step from the trained weights
     status, _, err = run_script_inprocess(
-        "train.py", *QUICK, "--blocks", "3", "--init-from", str(run_dir), "--run-dir", str(tmp_path / "other"),
-        "--data-dir", str(mnist_root),
+        "train.py",
+        *QUICK,
+        "--blocks",
+        "3",
+        "--init-from",
+        str(run_dir),
+        "--run-dir",
+        str(tmp_path / "other"),
+        "--data-dir",
+        str(mnist_root),
     )
     assert status == 2 and "does not fit this configuration" in err and len(err.strip().splitlines()) == 1
