@@ -10,18 +10,19 @@ the circuit is transpiled once, parameters are bound inside Aer, experiments run
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import ClassVar
 
 import numpy as np
 from qiskit import QuantumCircuit, transpile
 from qiskit.primitives import BaseSamplerV2, DataBin, PrimitiveJob, PrimitiveResult, SamplerPubResult
 from qiskit.primitives.containers.sampler_pub import SamplerPub, SamplerPubLike
 from qiskit_aer import AerSimulator
-from qiskit_aer.noise import NoiseModel, ReadoutError, depolarizing_error
-from qiskit_aer.primitives import SamplerV2 as AerSamplerV2
+from qiskit_aer.noise import NoiseModel, depolarizing_error
 
 from .base import Backend
-from .counts import probabilities_from_bits, sample_probabilities
-from .devices import device_noise_simulation, fake_device
+from .counts import sample_probabilities
+from .devices import fake_device, to_isa
+from .noisy_simulation import NoisySimulation, device_simulation, sample
 from .registry import register
 from .torch_statevector import TorchStatevectorBackend
 
@@ -124,16 +125,16 @@ class AerShotsBackend(Backend):
         return sample_probabilities(exact, self.shots, self.rng)
 
 
-def depolarizing_noise(one_qubit: float, two_qubit: float, readout: float) -> NoiseModel:
-    """Uniform depolarizing noise after every gate and symmetric readout flips: for sweeps."""
+def depolarizing_simulation(circuit: QuantumCircuit, one_qubit: float, two_qubit: float, readout: float):
+    """Uniform depolarizing noise after every gate of the logical circuit, symmetric readout flips."""
     model = NoiseModel()
     if one_qubit > 0:
         model.add_all_qubit_quantum_error(depolarizing_error(one_qubit, 1), ONE_QUBIT_GATES)
     if two_qubit > 0:
         model.add_all_qubit_quantum_error(depolarizing_error(two_qubit, 2), TWO_QUBIT_GATES)
-    if readout > 0:
-        model.add_all_qubit_readout_error(ReadoutError([[1 - readout, readout], [readout, 1 - readout]]))
-    return model
+    measured = transpile(circuit.measure_all(inplace=False), basis_gates=BASIS, optimization_level=0)
+    flips = np.tile([[1 - readout, readout], [readout, 1 - readout]], (measured.num_clbits, 1, 1))
+    return NoisySimulation(measured, model, flips)
 
 
 @register
@@ -142,11 +143,12 @@ class AerNoisyBackend(Backend):
 
     ``noise="depolarizing"`` applies the given rates to the logical circuit. A fake device name
     (``fake_torino``, ...) transpiles with the same pass manager as the hardware path and simulates
-    the device's noise model on the qubits the circuit uses.
+    the device's noise on the qubits the circuit uses (see `noisy_simulation`).
     """
 
     name = "aer_noisy"
     exact = False
+    _device_models: ClassVar[dict[str, NoiseModel]] = {}  # building one takes seconds: once per process
 
     def __init__(
         self,
@@ -160,25 +162,22 @@ class AerNoisyBackend(Backend):
         self.noise, self.shots, self.seed = noise, shots, seed
         self.rates = (depolarizing_1q, depolarizing_2q, readout_error)
         self.rng = np.random.default_rng(seed)
-        self._prepared: dict[int, tuple[QuantumCircuit, QuantumCircuit, AerSamplerV2]] = {}
+        self._prepared: dict[int, tuple[QuantumCircuit, NoisySimulation, AerSimulator]] = {}
 
-    def prepare(self, circuit: QuantumCircuit) -> QuantumCircuit:
-        """The measured executable circuit (clbit k = logical qubit k) and its noisy sampler, once."""
+    def prepare(self, circuit: QuantumCircuit) -> NoisySimulation:
         cached = self._prepared.get(id(circuit))
         if cached is None or cached[0] is not circuit:
             if self.noise == "depolarizing":
-                executable = transpile(circuit.measure_all(inplace=False), basis_gates=BASIS, optimization_level=0)
-                model = depolarizing_noise(*self.rates)
+                simulation = depolarizing_simulation(circuit, *self.rates)
             else:
-                executable, model = device_noise_simulation(circuit, fake_device(self.noise), seed=self.seed)
-            options = {"backend_options": {"noise_model": model, "max_parallel_experiments": 0}, "run_options": {}}
-            cached = (circuit, executable, AerSamplerV2(options=options))
+                device = fake_device(self.noise)
+                if self.noise not in self._device_models:
+                    self._device_models[self.noise] = NoiseModel.from_backend(device)
+                simulation = device_simulation(to_isa(circuit, device, seed=self.seed), self._device_models[self.noise])
+            cached = (circuit, simulation, simulation.simulator())
             self._prepared[id(circuit)] = cached
         return cached[1]
 
     def _probabilities(self, circuit: QuantumCircuit, values: np.ndarray) -> np.ndarray:
-        executable = self.prepare(circuit)
-        sampler = self._prepared[id(circuit)][2]
-        sampler.options.run_options["seed_simulator"] = int(self.rng.integers(2**31))  # fresh, reproducible
-        result = sampler.run([(executable, values)], shots=self.shots).result()
-        return probabilities_from_bits(result[0].data.meas)
+        simulation = self.prepare(circuit)
+        return sample(simulation, self._prepared[id(circuit)][2], values, self.shots, self.rng)

@@ -47,13 +47,3 @@ def to_isa(circuit: QuantumCircuit, device: BackendV2, *, seed: int | None = Non
     measured.measure_all()
     manager = generate_preset_pass_manager(optimization_level=1, backend=device, seed_transpiler=seed)
     return manager.run(measured)
-
-
-def device_noise_simulation(circuit: QuantumCircuit, device: BackendV2, *, seed: int | None = None):
-    """(ISA circuit, Aer noise model) simulating ``circuit`` on ``device`` with its noise.
-
-    Placeholder: the whole-device noise model (slow on 100+ qubit devices).
-    """
-    from qiskit_aer.noise import NoiseModel
-
-    return to_isa(circuit, device, seed=seed), NoiseModel.from_backend(device)

@@ -74,7 +74,10 @@ def test_named_flags_exist():
         (["--batch-size", "0"], "batch_size must be >= 1"),
         (["--blocks", "0"], "blocks must be >= 1"),
         (["--qubits", "12"], "cannot address the 6676 weights of mnist_cnn; need at least 13"),
-        (["--backend", "quantum_magic"], "backend: unknown 'quantum_magic'; available: aer_noisy, aer_shots, aer_statevector"),
+        (
+            ["--backend", "quantum_magic"],
+            "backend: unknown 'quantum_magic'; available: aer_noisy, aer_shots, aer_statevector",
+        ),
         (["--grad", "guess"], "grad: 'guess' is not one of auto, adjoint, param_shift, spsa"),
         (["--backend", "aer_shots", "--grad", "adjoint"], "grad: adjoint needs an exact backend with a reverse pass"),
         (["--shots", "0"], "shots must be >= 1"),

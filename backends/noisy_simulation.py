@@ -1,0 +1,133 @@
+"""Fast, faithful noisy simulation of a measured circuit with Aer.
+
+A device noise model covers all of a 100+ qubit device, and thermal relaxation makes every shot its
+own trajectory. Three things make a 13-qubit, 4096-shot evaluation take seconds instead of minutes,
+without changing the noise on the qubits the circuit uses:
+
+- compaction: the ISA circuit is rewritten onto its active physical qubits only, and the device's
+  noise model is restricted (and relabelled) to them, delay relaxation included;
+- Aer options: gate fusion below the 14-qubit default threshold, and shot branching;
+- readout errors applied in numpy after sampling (qiskit-aer 0.18 returns wrong counts when shot
+  branching meets readout errors), per measured bit, from the device's confusion matrices.
+
+Restricting the model reads `NoiseModel`'s per-qubit tables (private attributes of qiskit-aer 0.18);
+tests compare the result with Aer's simulation of the whole-device model.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from qiskit import QuantumCircuit
+from qiskit_aer import AerSimulator
+from qiskit_aer.noise import NoiseModel
+from qiskit_aer.noise.passes import RelaxationNoisePass
+
+AER_OPTIONS = {
+    "method": "statevector",  # automatic would switch small circuits to density matrices
+    "fusion_threshold": 2,  # the default (14) turns fusion off for 13 qubits
+    "fusion_max_qubit": 4,
+    "shot_branching_enable": True,
+    "max_parallel_experiments": 1,
+}
+IDLE = ("barrier", "delay")
+
+
+@dataclass
+class NoisySimulation:
+    """A measured circuit, the gate noise to simulate it with, and each clbit's readout matrix."""
+
+    circuit: QuantumCircuit
+    noise_model: NoiseModel
+    readout: np.ndarray  # (num_clbits, 2, 2): readout[k, true, read]
+
+    def simulator(self) -> AerSimulator:
+        return AerSimulator(noise_model=self.noise_model, **AER_OPTIONS)
+
+
+def _active_qubits(circuit: QuantumCircuit) -> list[int]:
+    """Physical qubits touched by anything but barriers and delays (scheduling pads every qubit)."""
+    return sorted(
+        {circuit.find_bit(q).index for ins in circuit.data if ins.operation.name not in IDLE for q in ins.qubits}
+    )
+
+
+def _compact(circuit: QuantumCircuit, active: list[int]) -> QuantumCircuit:
+    index = {physical: k for k, physical in enumerate(active)}
+    out = QuantumCircuit(len(active), global_phase=circuit.global_phase, name=circuit.name)
+    for register in circuit.cregs:
+        out.add_register(register)  # the same clbits: clbit k stays logical qubit k
+    for ins in circuit.data:
+        qubits = [index[p] for p in (circuit.find_bit(q).index for q in ins.qubits) if p in index]
+        if ins.operation.name in IDLE and not qubits:
+            continue
+        out.append(ins.operation, qubits, ins.clbits)
+    return out
+
+
+def _restricted_gate_noise(full: NoiseModel, active: list[int]) -> NoiseModel:
+    index = {physical: k for k, physical in enumerate(active)}
+    model = NoiseModel(basis_gates=full.basis_gates)
+    for name, error in full._default_quantum_errors.items():
+        model.add_all_qubit_quantum_error(error, name, warnings=False)
+    for name, per_qubits in full._local_quantum_errors.items():
+        for qubits, error in per_qubits.items():
+            if all(q in index for q in qubits):
+                model.add_quantum_error(error, name, [index[q] for q in qubits], warnings=False)
+    chosen = np.asarray(active)
+    for noise_pass in full._custom_noise_passes:
+        if not isinstance(noise_pass, RelaxationNoisePass):
+            raise NotImplementedError(f"cannot restrict noise pass {type(noise_pass).__name__}")
+        model._custom_noise_passes.append(
+            RelaxationNoisePass(
+                list(noise_pass._t1s[chosen]),
+                list(noise_pass._t2s[chosen]),
+                dt=noise_pass._dt,
+                op_types=noise_pass._ops,
+                excited_state_populations=list(noise_pass._p1s[chosen]),
+            )
+        )
+    return model
+
+
+def _readout_matrices(full: NoiseModel, circuit: QuantumCircuit, active: list[int]) -> np.ndarray:
+    readout = np.tile(np.eye(2), (circuit.num_clbits, 1, 1))
+    for ins in circuit.data:
+        if ins.operation.name == "measure":
+            physical = active[circuit.find_bit(ins.qubits[0]).index]
+            error = full._local_readout_errors.get((physical,), full._default_readout_error)
+            if error is not None:
+                readout[circuit.find_bit(ins.clbits[0]).index] = np.asarray(error.probabilities)
+    return readout
+
+
+def device_simulation(isa: QuantumCircuit, full_model: NoiseModel) -> NoisySimulation:
+    """Compact an ISA circuit and restrict the device's noise model to its active qubits."""
+    active = _active_qubits(isa)
+    compact = _compact(isa, active)
+    return NoisySimulation(
+        compact, _restricted_gate_noise(full_model, active), _readout_matrices(full_model, compact, active)
+    )
+
+
+def sample(
+    simulation: NoisySimulation, simulator: AerSimulator, values: np.ndarray, shots: int, rng: np.random.Generator
+) -> np.ndarray:
+    """Frequencies (batch, 2^num_clbits) of ``shots`` noisy shots per row of parameter values."""
+    circuit = simulation.circuit
+    parameters = list(circuit.parameters)
+    binds = [{p: values[:, j] for j, p in enumerate(parameters)}] if parameters else None
+    result = simulator.run(
+        circuit, shots=shots, parameter_binds=binds, seed_simulator=int(rng.integers(2**31))
+    ).result()
+    num_bits = circuit.num_clbits
+    flips = simulation.readout[:, [0, 1], [1, 0]]  # P(read 1 | 0), P(read 0 | 1) per clbit
+    rows = []
+    for i in range(len(values) if parameters else 1):
+        counts = result.data(i)["counts"]  # hex outcome -> count, over the outcomes seen (<= shots)
+        outcomes = np.repeat([int(key, 16) for key in counts], list(counts.values()))
+        bits = (outcomes[:, None] >> np.arange(num_bits)) & 1
+        flipped = bits ^ (rng.random(bits.shape) < flips[np.arange(num_bits), bits])
+        rows.append(np.bincount(flipped @ (1 << np.arange(num_bits)), minlength=2**num_bits) / shots)
+    return np.stack(rows)
