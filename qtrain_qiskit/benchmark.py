@@ -11,10 +11,10 @@ import time
 from typing import Any
 
 import torch
-from torch import nn
 
 from .config import Config
 from .model import build_model, resolve_device
+from .trainer import Stepper
 
 INPUT_SHAPES = {"mnist": (1, 28, 28), "fashion_mnist": (1, 28, 28), "cifar10": (3, 32, 32)}
 
@@ -24,17 +24,13 @@ def time_steps(config: Config, steps: int, warmup: int = 3) -> dict[str, Any]:
     device = resolve_device(config.execution.device)
     torch.manual_seed(config.train.seed)
     model = build_model(config, device)
-    trainable = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.Adam(trainable, lr=config.train.lr)
+    stepper = Stepper(model, config.train.lr, config.train.clip, device)
     x = torch.randn(config.train.batch_size, *INPUT_SHAPES[config.data.dataset], device=device)
     y = torch.randint(0, 10, (config.train.batch_size,), device=device)
 
-    def step() -> None:
-        loss = nn.functional.cross_entropy(model(x), y)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        nn.utils.clip_grad_norm_(trainable, config.train.clip)
-        optimizer.step()
+    def step() -> None:  # what the trainer does per step, less its bookkeeping
+        _, _, norms = stepper.backward(x, y)
+        stepper.update(norms)
         if device.type == "cuda":
             torch.cuda.synchronize()
 

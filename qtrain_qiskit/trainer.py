@@ -65,9 +65,36 @@ def load_model_state(model: nn.Module, state: dict[str, Any], source: str) -> No
         raise RunDirError(f"checkpoint {source} does not fit this configuration ({reason})") from None
 
 
-def _grad_norm(parameters: list[nn.Parameter]) -> float:
-    grads = [p.grad for p in parameters if p.grad is not None]
-    return torch.linalg.vector_norm(torch.stack([g.norm() for g in grads])).item() if grads else 0.0
+class Stepper:
+    """One optimizer step of a QuantumTrain model, shared by training and the benchmark.
+
+    `backward` runs forward and backward and measures the gradient norm of each part (circuit
+    angles, mapping); `update` clips with those norms (no second pass over the gradients) and
+    takes the Adam step. Between the two the caller may refuse a non-finite step.
+    """
+
+    def __init__(self, model: QuantumTrain, lr: float, clip: float, device: torch.device) -> None:
+        self.model, self.clip = model, clip
+        self.parts = {"quantum": list(model.quantum.parameters()), "mapping": list(model.mapping.parameters())}
+        self.params = [p for part in self.parts.values() for p in part]
+        fused = device.type in ("cpu", "cuda")  # one kernel for all parameters where torch has one
+        self.optimizer = torch.optim.Adam(self.params, lr=lr, fused=fused or None)
+
+    def backward(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
+        logits = self.model(x)
+        loss = nn.functional.cross_entropy(logits, y)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        norms = {
+            name: nn.utils.get_total_norm([p.grad for p in part if p.grad is not None])
+            for name, part in self.parts.items()
+        }
+        return loss, logits, norms
+
+    def update(self, norms: dict[str, torch.Tensor]) -> None:
+        total = torch.linalg.vector_norm(torch.stack(list(norms.values())))
+        nn.utils.clip_grads_with_norm_(self.params, self.clip, total)
+        self.optimizer.step()
 
 
 def compression_table(counts: dict[str, int], num_qubits: int, num_blocks: int) -> str:
@@ -157,10 +184,8 @@ def train(config: Config, run: RunDir, *, resume: bool = False, log: Callable[[s
 
     ledger = run.job_ledger()
     model = build_model(config, device, job_ledger=ledger)
-    quantum_params = list(model.quantum.parameters())
-    mapping_params = list(model.mapping.parameters())
-    trainable = quantum_params + mapping_params
-    optimizer = torch.optim.Adam(trainable, lr=config.train.lr)
+    stepper = Stepper(model, config.train.lr, config.train.clip, device)
+    optimizer = stepper.optimizer
     shuffle = torch.Generator().manual_seed(config.train.seed)
     counts = model.parameter_counts()
     num_qubits = model.mapping.num_qubits
@@ -233,16 +258,9 @@ def train(config: Config, run: RunDir, *, resume: bool = False, log: Callable[[s
             tally.steps += 1
             global_step += 1
             ledger.context = {"epoch": epoch, "step": global_step}
-            logits = model(x)
-            loss = nn.functional.cross_entropy(logits, y)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            norms = {"quantum": _grad_norm(quantum_params), "mapping": _grad_norm(mapping_params)}
-            fault = (
-                "loss"
-                if not math.isfinite(loss.item())
-                else next((f"{part} gradient" for part, norm in norms.items() if not math.isfinite(norm)), None)
-            )
+            loss, logits, norms = stepper.backward(x, y)
+            values = {"loss": loss.item(), **{f"{part} gradient": norm.item() for part, norm in norms.items()}}
+            fault = next((what for what, value in values.items() if not math.isfinite(value)), None)
             if fault is not None:
                 where = f"epoch {epoch} step {tally.steps}"
                 if config.train.on_nonfinite == "stop":
@@ -250,14 +268,13 @@ def train(config: Config, run: RunDir, *, resume: bool = False, log: Callable[[s
                 tally.skipped += 1
                 log(f"skipped {where}: non-finite {fault}")
                 continue
-            nn.utils.clip_grad_norm_(trainable, config.train.clip)
-            optimizer.step()
+            stepper.update(norms)
             tally.step_ms.append((time.perf_counter() - step_start) * 1e3)
-            tally.loss_sum += loss.item() * len(y)
+            tally.loss_sum += values["loss"] * len(y)
             tally.correct += (logits.argmax(dim=1) == y).sum().item()
             tally.seen += len(y)
-            tally.grad_quantum += norms["quantum"]
-            tally.grad_mapping += norms["mapping"]
+            tally.grad_quantum += values["quantum gradient"]
+            tally.grad_mapping += values["mapping gradient"]
             if every and tally.steps % every == 0 and tally.steps < steps_per_epoch:
                 tally.seconds += time.perf_counter() - leg_start
                 leg_start = time.perf_counter()
