@@ -104,6 +104,12 @@ class RunDir:
         finally:
             handle.close()  # releases the lock
 
+    def discard_if_unused(self) -> None:
+        """Remove the directory if nothing but the lock was ever written to it."""
+        if self.path.is_dir() and {p.name for p in self.path.iterdir()} <= {LOCK_FILE}:
+            self.file(LOCK_FILE).unlink(missing_ok=True)
+            self.path.rmdir()
+
     def file(self, name: str) -> Path:
         return self.path / name
 

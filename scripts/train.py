@@ -32,8 +32,12 @@ def main(argv: list[str] | None = None) -> int:
         config = from_args(args)
         stamp = time.strftime("%Y%m%d-%H%M%S")
         run = RunDir.create(config.run_dir or f"runs/{config.name}_{config.execution.backend}_{stamp}")
-    with run.lock():
-        summary = train(config, run, resume=bool(args.resume))
+    try:
+        with run.lock():
+            summary = train(config, run, resume=bool(args.resume))
+    finally:
+        if not args.resume:
+            run.discard_if_unused()  # a run that failed before writing anything leaves no folder
     print(f"test accuracy {summary['test_accuracy']:.4f} (best validation {summary['best_val_accuracy']:.4f})")
     print(f"run files: {run.path}")
     return 0

@@ -148,6 +148,7 @@ def test_missing_data_is_one_clear_line(tmp_path):
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "mnist train split not found under" in lines[0] and "QTRAIN_DATA_DIR" in lines[0]
+    assert not (tmp_path / "r").exists()  # nothing was written, so no run directory is left behind
 
 
 def test_bad_flag_is_one_clear_line(tmp_path):
