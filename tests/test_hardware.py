@@ -255,3 +255,46 @@ def test_compacted_device_noise_matches_the_whole_device_simulation():
     # two 20k-shot samples of one 8-outcome distribution differ by ~0.01 in TVD; 0.03 is far out
     assert tvd(ours[0], theirs) < 0.03
     assert tvd(ours[0], exact) > 0.02 and tvd(theirs, exact) > 0.02  # and the noise is really there
+
+
+def test_a_job_that_keeps_failing_stops_training_cleanly(mnist_root, tmp_path, monkeypatch):
+    from backends.ibm_runtime import IBMRuntimeBackend
+    from qtrain_qiskit.rundir import LAST_CHECKPOINT, load_checkpoint_file
+
+    real = IBMRuntimeBackend._run_with_retries
+    calls = {"n": 0}
+
+    def fails_from_the_fifth_job(self, *args):
+        calls["n"] += 1
+        if calls["n"] >= 5:
+            raise BackendError("ibm_runtime job failed after 4 attempt(s): injected")
+        return real(self, *args)
+
+    monkeypatch.setattr(IBMRuntimeBackend, "_run_with_retries", fails_from_the_fifth_job)
+    run_dir = tmp_path / "trial"
+    status, _, err = run_script_inprocess(
+        "train.py",
+        "--backend",
+        "ibm_runtime",
+        "--ibm-backend",
+        "fake_guadalupe",
+        "--grad",
+        "spsa",
+        "--blocks",
+        "1",
+        "--shots",
+        "64",
+        "--epochs",
+        "1",
+        "--train-subset",
+        "128",
+        "--batch-size",
+        "32",
+        "--data-dir",
+        str(mnist_root),
+        "--run-dir",
+        str(run_dir),
+    )
+    assert status == 1 and err.strip() == "error: ibm_runtime job failed after 4 attempt(s): injected"
+    state = load_checkpoint_file(run_dir / LAST_CHECKPOINT)  # checkpointed after every paid step
+    assert state["tally"]["steps"] == 2  # steps 1 and 2 used jobs 1-4; step 3 failed and saved nothing
