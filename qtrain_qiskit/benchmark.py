@@ -6,10 +6,12 @@ the benchmark then needs no data on disk.
 
 from __future__ import annotations
 
+import inspect
 import statistics
 import time
 from typing import Any
 
+import numpy as np
 import torch
 
 from .config import Config
@@ -55,4 +57,45 @@ def time_steps(config: Config, steps: int, warmup: int = 3) -> dict[str, Any]:
         "p25_step_ms": quartiles[0],
         "p75_step_ms": quartiles[2],
         **model.parameter_counts(),
+    }
+
+
+def time_evaluations(config: Config, repeats: int) -> dict[str, Any]:
+    """One-time preparation and the median time of one circuit evaluation (the circuit sampled once)."""
+    import backends
+
+    from .ansatz import build_ansatz, qubits_for
+    from .targets import build_target, count_parameters
+
+    weights = count_parameters(build_target(config.model.target))
+    circuit = build_ansatz(
+        config.circuit.qubits or qubits_for(weights), config.circuit.blocks, config.circuit.entanglement
+    )
+    values = np.random.default_rng(config.train.seed).uniform(-np.pi, np.pi, (1, circuit.num_parameters))
+    options = {
+        "shots": config.execution.shots,
+        "seed": config.train.seed,
+        "noise": config.execution.noise,
+        "ibm_backend": config.execution.ibm_backend,
+    }
+    cls = backends.backend_class(config.execution.backend)
+    accepted = inspect.signature(cls).parameters
+    start = time.perf_counter()
+    backend = cls(**{key: value for key, value in options.items() if key in accepted})
+    backend.prepare(circuit)
+    prepare_s = time.perf_counter() - start
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        backend.probabilities(circuit, values)
+        times.append(time.perf_counter() - start)
+    return {
+        "backend": config.execution.backend,
+        "noise": config.execution.noise if config.execution.backend == "aer_noisy" else None,
+        "shots": None if cls.exact else config.execution.shots,
+        "num_qubits": circuit.num_qubits,
+        "num_blocks": config.circuit.blocks,
+        "repeats": repeats,
+        "prepare_s": prepare_s,
+        "median_evaluation_s": statistics.median(times),
     }
