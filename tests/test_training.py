@@ -191,3 +191,18 @@ def test_fine_tune_starts_from_another_runs_best_weights(trained, mnist_root, tm
         str(mnist_root),
     )
     assert status == 2 and "does not fit this configuration" in err and len(err.strip().splitlines()) == 1
+
+
+def test_benchmark_script_prints_step_and_evaluation_times():
+    status, out, err = run_script_inprocess(
+        "benchmark.py", "--backend", "torch_statevector", "--blocks", "1", "--steps", "3", "--warmup", "1"
+    )
+    assert status == 0, err
+    result = json.loads(out)
+    assert result["median_step_ms"] > 0 and result["steps"] == 3 and result["trainable_params"] == 13 + 321
+    status, out, err = run_script_inprocess(
+        "benchmark.py", "--evaluate", "--backend", "aer_noisy", "--shots", "100", "--blocks", "1", "--steps", "2"
+    )
+    assert status == 0, err
+    result = json.loads(out)
+    assert result["noise"] == "depolarizing" and result["shots"] == 100 and result["median_evaluation_s"] > 0
