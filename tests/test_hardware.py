@@ -17,6 +17,20 @@ from qtrain_qiskit.rundir import JobLedgerFile
 
 from .conftest import run_script_inprocess
 
+# a short SPSA trial on a local fake device, 32 images a step
+SPSA_TRIAL = [
+    "--backend",
+    "ibm_runtime",
+    "--ibm-backend",
+    "fake_guadalupe",
+    "--grad",
+    "spsa",
+    "--blocks",
+    "1",
+    "--batch-size",
+    "32",
+]
+
 
 def routed_basis_state_circuit() -> QuantumCircuit:
     """RY(theta) on 5 qubits, then CX from qubits 1 and 3 to every other qubit: more connectivity
@@ -200,14 +214,7 @@ def test_hardware_trial_trains_k_steps_records_jobs_and_writes_no_secret(mnist_r
     run_dir = tmp_path / "trial"
     status, out, err = run_script_inprocess(
         "train.py",
-        "--backend",
-        "ibm_runtime",
-        "--ibm-backend",
-        "fake_guadalupe",
-        "--grad",
-        "spsa",
-        "--blocks",
-        "1",
+        *SPSA_TRIAL,
         "--shots",
         "256",
         "--max-steps",
@@ -216,8 +223,6 @@ def test_hardware_trial_trains_k_steps_records_jobs_and_writes_no_secret(mnist_r
         "3",
         "--train-subset",
         "64",
-        "--batch-size",
-        "32",
         "--eval-batch-size",
         "5000",
         "--data-dir",
@@ -274,22 +279,13 @@ def test_a_job_that_keeps_failing_stops_training_cleanly(mnist_root, tmp_path, m
     run_dir = tmp_path / "trial"
     status, _, err = run_script_inprocess(
         "train.py",
-        "--backend",
-        "ibm_runtime",
-        "--ibm-backend",
-        "fake_guadalupe",
-        "--grad",
-        "spsa",
-        "--blocks",
-        "1",
+        *SPSA_TRIAL,
         "--shots",
         "64",
         "--epochs",
         "1",
         "--train-subset",
         "128",
-        "--batch-size",
-        "32",
         "--data-dir",
         str(mnist_root),
         "--run-dir",
