@@ -6,7 +6,6 @@ the benchmark then needs no data on disk.
 
 from __future__ import annotations
 
-import inspect
 import statistics
 import time
 from typing import Any
@@ -15,7 +14,7 @@ import numpy as np
 import torch
 
 from .config import Config
-from .model import build_model, resolve_device
+from .model import build_backend, build_circuit, build_model, resolve_device
 from .trainer import Stepper
 
 INPUT_SHAPES = {"mnist": (1, 28, 28), "fashion_mnist": (1, 28, 28), "cifar10": (3, 32, 32)}
@@ -62,26 +61,12 @@ def time_steps(config: Config, steps: int, warmup: int = 3) -> dict[str, Any]:
 
 def time_evaluations(config: Config, repeats: int) -> dict[str, Any]:
     """One-time preparation and the median time of one circuit evaluation (the circuit sampled once)."""
-    import backends
-
-    from .ansatz import build_ansatz, qubits_for
     from .targets import build_target, count_parameters
 
-    weights = count_parameters(build_target(config.model.target))
-    circuit = build_ansatz(
-        config.circuit.qubits or qubits_for(weights), config.circuit.blocks, config.circuit.entanglement
-    )
+    circuit = build_circuit(config, count_parameters(build_target(config.model.target)))
     values = np.random.default_rng(config.train.seed).uniform(-np.pi, np.pi, (1, circuit.num_parameters))
-    options = {
-        "shots": config.execution.shots,
-        "seed": config.train.seed,
-        "noise": config.execution.noise,
-        "ibm_backend": config.execution.ibm_backend,
-    }
-    cls = backends.backend_class(config.execution.backend)
-    accepted = inspect.signature(cls).parameters
     start = time.perf_counter()
-    backend = cls(**{key: value for key, value in options.items() if key in accepted})
+    backend = build_backend(config, resolve_device(config.execution.device))
     backend.prepare(circuit)
     prepare_s = time.perf_counter() - start
     times = []
@@ -92,7 +77,7 @@ def time_evaluations(config: Config, repeats: int) -> dict[str, Any]:
     return {
         "backend": config.execution.backend,
         "noise": config.execution.noise if config.execution.backend == "aer_noisy" else None,
-        "shots": None if cls.exact else config.execution.shots,
+        "shots": None if backend.exact else config.execution.shots,
         "num_qubits": circuit.num_qubits,
         "num_blocks": config.circuit.blocks,
         "repeats": repeats,

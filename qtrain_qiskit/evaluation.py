@@ -13,9 +13,9 @@ from typing import Any
 
 import torch
 
-from .config import Config, apply, load_yaml, validate
+from .config import Config, apply, validate
 from .data import load_dataset, resolve_data_dir
-from .rundir import BEST_CHECKPOINT, CONFIG_FILE, LAST_CHECKPOINT, RunDir, RunDirError, load_torch_file
+from .rundir import BEST_CHECKPOINT, LAST_CHECKPOINT, RunDir, RunDirError, load_torch_file
 from .targets import build_target
 from .trainer import evaluate, load_model_state
 
@@ -24,8 +24,7 @@ CHECKPOINTS = {"best": BEST_CHECKPOINT, "last": LAST_CHECKPOINT}
 
 def run_config(run: RunDir, overrides: dict[str, Any] | None = None) -> Config:
     """The run's resolved configuration, with optional overrides (e.g. another backend)."""
-    config = apply(Config(), load_yaml(run.file(CONFIG_FILE)), str(run.file(CONFIG_FILE)))
-    return validate(apply(config, overrides or {}, "command line"))
+    return validate(apply(run.config(), overrides or {}, "command line"))
 
 
 @torch.no_grad()

@@ -19,6 +19,10 @@ from torch.func import functional_call
 from .targets import count_parameters, parameter_layout
 
 if TYPE_CHECKING:
+    from qiskit import QuantumCircuit
+
+    from backends import Backend
+
     from .config import Config
 
 CENTERING = ("tensor", "global", "none")
@@ -114,16 +118,37 @@ def initial_angles(count: int, scheme: str, scale: float) -> torch.Tensor:
     return (torch.rand(count) * 2 - 1) * scale
 
 
+def build_circuit(config: Config, num_weights: int) -> QuantumCircuit:
+    """The configured ansatz for a target of ``num_weights`` weights: N = ceil(log2 M) unless given."""
+    from .ansatz import build_ansatz, qubits_for
+
+    num_qubits = config.circuit.qubits or qubits_for(num_weights)
+    return build_ansatz(num_qubits, config.circuit.blocks, config.circuit.entanglement, num_weights=num_weights)
+
+
+def build_backend(config: Config, device: torch.device, *, job_ledger: object = None) -> Backend:
+    """The configured backend, given the options its constructor declares (cheap: nothing runs)."""
+    import inspect
+
+    import backends
+
+    cls = backends.backend_class(config.execution.backend)
+    offered = {
+        **dataclasses.asdict(config.execution),
+        "device": device,
+        "seed": config.train.seed,
+        "dtype": config.execution.precision,
+        "job_ledger": job_ledger,
+    }
+    accepted = inspect.signature(cls).parameters
+    return cls(**{key: value for key, value in offered.items() if key in accepted})
+
+
 def build_model(config: Config, device: torch.device, *, job_ledger: object = None) -> QuantumTrain:
     """Target, ansatz, backend, quantum layer and mapping as the configuration says.
 
     The backend is prepared here (device, credentials, compilation), before anything executes.
     """
-    import inspect
-
-    import backends
-
-    from .ansatz import build_ansatz, qubits_for
     from .config import resolve_gradient
     from .gradients import get_gradient
     from .mapping import MappingModel
@@ -131,20 +156,8 @@ def build_model(config: Config, device: torch.device, *, job_ledger: object = No
     from .targets import build_target
 
     target = build_target(config.model.target)
-    num_weights = count_parameters(target)
-    num_qubits = config.circuit.qubits or qubits_for(num_weights)
-    circuit = build_ansatz(num_qubits, config.circuit.blocks, config.circuit.entanglement, num_weights=num_weights)
-
-    backend_cls = backends.backend_class(config.execution.backend)
-    offered = {  # each backend takes the options its constructor declares
-        **dataclasses.asdict(config.execution),
-        "device": device,
-        "seed": config.train.seed,
-        "dtype": config.execution.precision,
-        "job_ledger": job_ledger,
-    }
-    accepted = inspect.signature(backend_cls).parameters
-    backend = backend_cls(**{key: value for key, value in offered.items() if key in accepted})
+    circuit = build_circuit(config, count_parameters(target))
+    backend = build_backend(config, device, job_ledger=job_ledger)
     backend.prepare(circuit)
 
     gradient = resolve_gradient(config)
@@ -159,8 +172,8 @@ def build_model(config: Config, device: torch.device, *, job_ledger: object = No
     angles = initial_angles(circuit.num_parameters, config.circuit.init, config.circuit.init_scale)
     quantum = build_quantum_layer(circuit, backend, get_gradient(gradient, **options), angles)
     mapping = MappingModel(
-        num_qubits,
-        num_weights,
+        circuit.num_qubits,
+        count_parameters(target),
         hidden=config.model.hidden,
         activation=config.model.activation,
         features=config.model.features,

@@ -18,9 +18,12 @@ import time
 import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 import torch
+
+if TYPE_CHECKING:
+    from .config import Config
 
 CONFIG_FILE = "config.yaml"
 METRICS_FILE = "metrics.jsonl"
@@ -109,6 +112,12 @@ class RunDir:
         if self.path.is_dir() and {p.name for p in self.path.iterdir()} <= {LOCK_FILE}:
             self.file(LOCK_FILE).unlink(missing_ok=True)
             self.path.rmdir()
+
+    def config(self) -> Config:
+        """The configuration the run was started with (unvalidated: callers may override, then validate)."""
+        from .config import Config, apply, load_yaml
+
+        return apply(Config(), load_yaml(self.file(CONFIG_FILE)), str(self.file(CONFIG_FILE)))
 
     def file(self, name: str) -> Path:
         return self.path / name

@@ -11,8 +11,8 @@ import sys
 import time
 
 from qtrain_qiskit.cli import run_main
-from qtrain_qiskit.config import Config, apply, build_parser, from_args, load_yaml
-from qtrain_qiskit.rundir import CONFIG_FILE, RunDir
+from qtrain_qiskit.config import build_parser, from_args
+from qtrain_qiskit.rundir import RunDir
 from qtrain_qiskit.trainer import train
 
 
@@ -26,8 +26,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.resume:
         run = RunDir.existing(args.resume)
-        saved = apply(Config(), load_yaml(run.file(CONFIG_FILE)), str(run.file(CONFIG_FILE)))
-        config = from_args(args, saved)
+        config = from_args(args, run.config())
     else:
         config = from_args(args)
         stamp = time.strftime("%Y%m%d-%H%M%S")
