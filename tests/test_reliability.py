@@ -236,3 +236,29 @@ def test_bad_input_through_the_command_line(argv, message, tmp_path):
     assert err.strip().startswith(message), err
     assert len(err.strip().splitlines()) == 1
     assert not (tmp_path / "never").exists()  # nothing was started
+
+
+def test_kill_9_during_a_checkpoint_write_leaves_the_previous_checkpoint_loadable(tmp_path):
+    run = RunDir.create(tmp_path / "run")
+    run.save_checkpoint(LAST_CHECKPOINT, {"epoch": 1, "weights": torch.ones(3)})
+    code = f"""
+import time
+from pathlib import Path
+from qtrain_qiskit.rundir import write_atomic
+
+def slow(handle):
+    handle.write(b"half a checkpoint")
+    handle.flush()
+    time.sleep(60)
+
+write_atomic(Path({str(run.file(LAST_CHECKPOINT))!r}), slow)
+"""
+    process = subprocess.Popen([sys.executable, "-c", code], cwd=REPO)
+    deadline = time.time() + 60
+    while time.time() < deadline and not list(run.path.glob(".checkpoint_last.pt.*.tmp")):
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert list(run.path.glob(".checkpoint_last.pt.*.tmp"))  # killed mid-write: the partial file is left
+    state = load_checkpoint_file(run.file(LAST_CHECKPOINT))  # the old one, whole
+    assert state["epoch"] == 1 and torch.equal(state["weights"], torch.ones(3))
