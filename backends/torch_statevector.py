@@ -281,7 +281,10 @@ def simulate(program: _Program, values: torch.Tensor, real: torch.dtype) -> torc
         if kind == "layer":
             layer, index = data
             for chunk, factor in zip(chunks, factors, strict=True):
-                product = state.reshape(batch, -1, 2 ** len(chunk)) @ factor[layer]
+                if batch == 1:  # a plain matrix product is cheaper than a batched one of one
+                    product = (state.reshape(-1, 2 ** len(chunk)) @ factor[layer][0])[None]
+                else:
+                    product = state.reshape(batch, -1, 2 ** len(chunk)) @ factor[layer]
                 state = product.transpose(1, 2)
             state = product.reshape(batch, 2**n).index_select(1, index)
         elif kind == "perm":
