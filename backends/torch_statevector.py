@@ -59,7 +59,8 @@ class _Program:
     num_layers: int = 0
     is_complex: bool = False
     steps: list[list[_ParamGroup | _ConstGroup]] = field(default_factory=list)  # by position
-    ops: list[tuple[str, object]] = field(default_factory=list)  # ("layer", l) | ("perm", idx) | ("diag", d)
+    # ("layer", (l, gather index or None)) | ("perm", idx) | ("diag", d); see _fuse_gathers
+    ops: list[tuple[str, object]] = field(default_factory=list)
 
 
 def _angle_reference(value: object, index: dict) -> tuple[int, float, float] | None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .config import Config, ConfigError, resolve_gradient
+from .config import Config, ConfigError
 
 
 @dataclass(frozen=True)
@@ -34,13 +34,11 @@ def estimate(config: Config, steps_per_epoch: int, num_angles: int, done_steps: 
     """The remaining run's circuits and shots; None on exact backends (no shots)."""
     import backends
 
-    from .gradients import get_gradient
+    from .model import build_gradient
 
     if backends.backend_class(config.execution.backend).exact:
         return None
-    gradient = resolve_gradient(config)
-    options = {"resamples": config.execution.spsa_resamples} if gradient == "spsa" else {}
-    per_step = 1 + get_gradient(gradient, **options).circuits_per_step(num_angles)
+    per_step = 1 + build_gradient(config).circuits_per_step(num_angles)
     total_steps = config.train.epochs * steps_per_epoch
     if config.train.max_steps is not None:
         total_steps = min(total_steps, config.train.max_steps)

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from backends import Backend
 
     from .config import Config
+    from .gradients import GradientMethod
 
 CENTERING = ("tensor", "global", "none")
 
@@ -144,36 +145,44 @@ def build_backend(config: Config, device: torch.device, *, job_ledger: object = 
     return cls(**{key: value for key, value in offered.items() if key in accepted})
 
 
+def build_gradient(config: Config) -> GradientMethod:
+    """The run's gradient method (``auto`` resolved) with its configured options."""
+    from .config import resolve_gradient
+    from .gradients import get_gradient
+
+    name = resolve_gradient(config)
+    if name != "spsa":
+        return get_gradient(name)
+    execution = config.execution
+    return get_gradient(
+        name,
+        perturbation=execution.spsa_perturbation,
+        decay=execution.spsa_decay,
+        resamples=execution.spsa_resamples,
+        seed=config.train.seed,
+    )
+
+
 def build_model(config: Config, device: torch.device, *, job_ledger: object = None) -> QuantumTrain:
     """Target, ansatz, backend, quantum layer and mapping as the configuration says.
 
     The backend is prepared here (device, credentials, compilation), before anything executes.
     """
-    from .config import resolve_gradient
-    from .gradients import get_gradient
     from .mapping import MappingModel
     from .qnn import build_quantum_layer
     from .targets import build_target
 
     target = build_target(config.model.target)
-    circuit = build_circuit(config, count_parameters(target))
+    num_weights = count_parameters(target)
+    circuit = build_circuit(config, num_weights)
     backend = build_backend(config, device, job_ledger=job_ledger)
     backend.prepare(circuit)
 
-    gradient = resolve_gradient(config)
-    options = {}
-    if gradient == "spsa":
-        options = {
-            "perturbation": config.execution.spsa_perturbation,
-            "decay": config.execution.spsa_decay,
-            "resamples": config.execution.spsa_resamples,
-            "seed": config.train.seed,
-        }
     angles = initial_angles(circuit.num_parameters, config.circuit.init, config.circuit.init_scale)
-    quantum = build_quantum_layer(circuit, backend, get_gradient(gradient, **options), angles)
+    quantum = build_quantum_layer(circuit, backend, build_gradient(config), angles)
     mapping = MappingModel(
         circuit.num_qubits,
-        count_parameters(target),
+        num_weights,
         hidden=config.model.hidden,
         activation=config.model.activation,
         features=config.model.features,
