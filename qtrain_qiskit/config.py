@@ -22,7 +22,7 @@ class ConfigError(ValueError):
     """Bad configuration or flag: reported as one line, exit status 2."""
 
 
-def _f(default: Any, help: str, **kwargs: Any) -> Any:
+def option(default: Any, help: str, **kwargs: Any) -> Any:
     if isinstance(default, (list, tuple)):
         return field(default_factory=lambda: list(default), metadata={"help": help, **kwargs})
     return field(default=default, metadata={"help": help, **kwargs})
@@ -30,14 +30,14 @@ def _f(default: Any, help: str, **kwargs: Any) -> Any:
 
 @dataclass
 class ModelConfig:
-    target: str = _f("mnist_cnn", "target network whose weights are generated", choices=("mnist_cnn", "cifar_cnn"))
-    features: str = _f("scaled", "probability feature fed to the mapping", choices=("raw", "scaled"))
-    hidden: list[int] = _f([20], "hidden layer sizes of the mapping MLP, e.g. 20 or 32,32")  # noqa: RUF009
-    activation: str = _f("relu", "mapping MLP activation", choices=("relu", "tanh", "gelu", "silu"))
-    feature_alpha: float = _f(1.0, "scaled feature exponent alpha")
-    feature_beta: float = _f(1.0, "scaled feature multiplier beta")
-    feature_gamma: float = _f(1.0, "scaled feature slope gamma (on 2^(N-1) P)")
-    center: str = _f(
+    target: str = option("mnist_cnn", "target network whose weights are generated", choices=("mnist_cnn", "cifar_cnn"))
+    features: str = option("scaled", "probability feature fed to the mapping", choices=("raw", "scaled"))
+    hidden: list[int] = option([20], "hidden layer sizes of the mapping MLP, e.g. 20 or 32,32")
+    activation: str = option("relu", "mapping MLP activation", choices=("relu", "tanh", "gelu", "silu"))
+    feature_alpha: float = option(1.0, "scaled feature exponent alpha")
+    feature_beta: float = option(1.0, "scaled feature multiplier beta")
+    feature_gamma: float = option(1.0, "scaled feature slope gamma (on 2^(N-1) P)")
+    center: str = option(
         "tensor",
         "centring of the generated weights: per target tensor, over all, or none",
         choices=("tensor", "global", "none"),
@@ -46,69 +46,71 @@ class ModelConfig:
 
 @dataclass
 class CircuitConfig:
-    qubits: int | None = _f(None, "qubits N (default ceil(log2 M) of the target)")
-    blocks: int = _f(8, "ansatz blocks L (RY layer + CNOT chain each)")
-    entanglement: str = _f("linear", "CNOT pattern per block", choices=("linear", "circular"))
-    init: str = _f("uniform", "angle initialization: uniform in [-s, s] or normal(0, s)", choices=("uniform", "normal"))
-    init_scale: float = _f(math.pi, "angle initialization scale s (radians)")
+    qubits: int | None = option(None, "qubits N (default ceil(log2 M) of the target)")
+    blocks: int = option(8, "ansatz blocks L (RY layer + CNOT chain each)")
+    entanglement: str = option("linear", "CNOT pattern per block", choices=("linear", "circular"))
+    init: str = option(
+        "uniform", "angle initialization: uniform in [-s, s] or normal(0, s)", choices=("uniform", "normal")
+    )
+    init_scale: float = option(math.pi, "angle initialization scale s (radians)")
 
 
 @dataclass
 class ExecutionConfig:
-    backend: str = _f("aer_statevector", "executor of the circuit (see backends.available())")
-    grad: str = _f(
+    backend: str = option("aer_statevector", "executor of the circuit (see backends.available())")
+    grad: str = option(
         "auto",
         "circuit gradient: auto (adjoint on exact backends, else param_shift), adjoint, param_shift or spsa",
         choices=("auto", "adjoint", "param_shift", "spsa"),
     )
-    device: str = _f("auto", "torch device for the classical side: auto, cpu, cuda, cuda:N, mps")
-    precision: str = _f("float32", "float type of the torch engine's statevector", choices=("float32", "float64"))
-    shots: int = _f(1024, "shots per circuit on sampled backends (aer_shots, aer_noisy, ibm_runtime)")
-    max_shots: int | None = _f(None, "refuse to start a run whose estimated total shots exceed this")
-    noise: str = _f(
+    device: str = option("auto", "torch device for the classical side: auto, cpu, cuda, cuda:N, mps")
+    precision: str = option("float32", "float type of the torch engine's statevector", choices=("float32", "float64"))
+    shots: int = option(1024, "shots per circuit on sampled backends (aer_shots, aer_noisy, ibm_runtime)")
+    max_shots: int | None = option(None, "refuse to start a run whose estimated total shots exceed this")
+    noise: str = option(
         "depolarizing", "aer_noisy noise: 'depolarizing' (the rates below) or a fake IBM device, e.g. fake_torino"
     )
-    depolarizing_1q: float = _f(1e-3, "aer_noisy depolarizing probability after each 1-qubit gate")
-    depolarizing_2q: float = _f(1e-2, "aer_noisy depolarizing probability after each 2-qubit gate")
-    readout_error: float = _f(0.0, "aer_noisy probability that a measured bit flips")
-    spsa_perturbation: float = _f(0.15, "SPSA perturbation c (radians) at step 0")
-    spsa_decay: float = _f(0.101, "SPSA perturbation decay: c_k = c / (k + 1)^decay")
-    spsa_resamples: int = _f(1, "SPSA estimates averaged per step (2 circuits each)")
-    ibm_backend: str | None = _f(None, "ibm_runtime device name (default: least busy); fake_* runs locally")
-    ibm_mode: str = _f("job", "ibm_runtime execution mode", choices=("job", "batch", "session"))
-    dynamical_decoupling: bool = _f(False, "ibm_runtime: dynamical decoupling on idle qubits")
-    twirling: bool = _f(False, "ibm_runtime: measurement twirling")
-    max_retries: int = _f(3, "ibm_runtime: retries of a failed job (exponential backoff) before stopping")
-    retry_backoff: float = _f(2.0, "ibm_runtime: seconds before the first retry (doubling after)")
+    depolarizing_1q: float = option(1e-3, "aer_noisy depolarizing probability after each 1-qubit gate")
+    depolarizing_2q: float = option(1e-2, "aer_noisy depolarizing probability after each 2-qubit gate")
+    readout_error: float = option(0.0, "aer_noisy probability that a measured bit flips")
+    spsa_perturbation: float = option(0.15, "SPSA perturbation c (radians) at step 0")
+    spsa_decay: float = option(0.101, "SPSA perturbation decay: c_k = c / (k + 1)^decay")
+    spsa_resamples: int = option(1, "SPSA estimates averaged per step (2 circuits each)")
+    ibm_backend: str | None = option(None, "ibm_runtime device name (default: least busy); fake_* runs locally")
+    ibm_mode: str = option("job", "ibm_runtime execution mode", choices=("job", "batch", "session"))
+    dynamical_decoupling: bool = option(False, "ibm_runtime: dynamical decoupling on idle qubits")
+    twirling: bool = option(False, "ibm_runtime: measurement twirling")
+    max_retries: int = option(3, "ibm_runtime: retries of a failed job (exponential backoff) before stopping")
+    retry_backoff: float = option(2.0, "ibm_runtime: seconds before the first retry (doubling after)")
 
 
 @dataclass
 class TrainConfig:
-    epochs: int = _f(50, "training epochs")
-    batch_size: int = _f(64, "training batch size")
-    lr: float = _f(5e-4, "Adam learning rate")
-    clip: float = _f(10.0, "gradient-norm clipping over all trainable parameters")
-    seed: int = _f(0, "seed for initialization and shuffling")
-    eval_batch_size: int = _f(1000, "batch size for validation and test")
-    checkpoint_every: int = _f(
+    epochs: int = option(50, "training epochs")
+    batch_size: int = option(64, "training batch size")
+    lr: float = option(5e-4, "Adam learning rate")
+    clip: float = option(10.0, "gradient-norm clipping over all trainable parameters")
+    seed: int = option(0, "seed for initialization and shuffling")
+    eval_batch_size: int = option(1000, "batch size for validation and test")
+    checkpoint_every: int = option(
         200,
         "also checkpoint every K steps inside an epoch (0: at epoch ends only; paid backends checkpoint every step)",
     )
-    max_steps: int | None = _f(None, "stop after this many optimizer steps in all (hardware trials)")
-    init_from: str | None = _f(None, "start from the best weights of this run directory (fine-tuning)")
-    on_nonfinite: str = _f(
+    max_steps: int | None = option(None, "stop after this many optimizer steps in all (hardware trials)")
+    init_from: str | None = option(None, "start from the best weights of this run directory (fine-tuning)")
+    on_nonfinite: str = option(
         "stop", "non-finite loss or gradient: stop the run, or skip the step", choices=("stop", "skip")
     )
 
 
 @dataclass
 class DataConfig:
-    dataset: str = _f("mnist", "dataset", choices=("mnist", "fashion_mnist", "cifar10"))
-    data_dir: str | None = _f(None, "dataset root (default: $QTRAIN_DATA_DIR, else ./data)")
-    download: bool = _f(True, "download the dataset into the data root when it is missing there")
-    val_fraction: float = _f(0.2, "fraction of the training set held out for validation")
-    split_seed: int = _f(0, "seed of the train/validation split")
-    train_subset: int | None = _f(None, "train on only this many training images (quick runs)")
+    dataset: str = option("mnist", "dataset", choices=("mnist", "fashion_mnist", "cifar10"))
+    data_dir: str | None = option(None, "dataset root (default: $QTRAIN_DATA_DIR, else ./data)")
+    download: bool = option(True, "download the dataset into the data root when it is missing there")
+    val_fraction: float = option(0.2, "fraction of the training set held out for validation")
+    split_seed: int = option(0, "seed of the train/validation split")
+    train_subset: int | None = option(None, "train on only this many training images (quick runs)")
 
 
 SECTIONS = {
@@ -149,7 +151,7 @@ def _fields() -> dict[str, tuple[str | None, dataclasses.Field, Any]]:
     return out
 
 
-def _coerce(value: Any, hint: Any, key: str) -> Any:
+def coerce(value: Any, hint: Any, key: str) -> Any:
     """Convert a YAML or command-line value to the field's type, or say which key is wrong."""
     args = typing.get_args(hint)
     if type(None) in args:
@@ -158,10 +160,11 @@ def _coerce(value: Any, hint: Any, key: str) -> Any:
         hint = next(a for a in args if a is not type(None))
     try:
         if typing.get_origin(hint) is list:
-            items = value.split(",") if isinstance(value, str) else value
+            items = ([] if not value.strip() else value.split(",")) if isinstance(value, str) else value
             if not isinstance(items, (list, tuple)):
                 raise TypeError
-            return [int(item) for item in items]
+            (item_hint,) = typing.get_args(hint)
+            return [coerce(item.strip() if isinstance(item, str) else item, item_hint, key) for item in items]
         if hint is bool:
             if isinstance(value, str) and value.lower() in ("true", "false", "1", "0", "yes", "no"):
                 return value.lower() in ("true", "1", "yes")
@@ -202,7 +205,7 @@ def apply(config: Config, overrides: dict[str, Any], origin: str) -> Config:
             raise ConfigError(f"unknown key {key!r} in {origin}")
         section, _, hint = known[key]
         target = config if section is None else getattr(config, section)
-        setattr(target, key, _coerce(value, hint, key))
+        setattr(target, key, coerce(value, hint, key))
     return config
 
 
@@ -311,30 +314,47 @@ def checkpoint_interval(config: Config) -> int:
     return 1 if backends.backend_class(config.execution.backend).paid else config.train.checkpoint_every
 
 
-class _Parser(argparse.ArgumentParser):
+class StrictParser(argparse.ArgumentParser):
+    """argparse whose usage errors are ConfigError: one line and exit 2 through `run_main`."""
+
     def error(self, message: str) -> typing.NoReturn:
         raise ConfigError(message)
+
+
+def add_field_flags(parser: argparse.ArgumentParser, fields: typing.Iterable[dataclasses.Field]) -> None:
+    """One ``--flag-name`` per field, unparsed (typed later by `coerce`), absent unless given."""
+    for f in fields:
+        help_text = TOP_LEVEL.get(f.name) or f.metadata.get("help", "")
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        parser.add_argument(
+            f"--{f.name.replace('_', '-')}",
+            dest=f.name,
+            default=argparse.SUPPRESS,
+            help=f"{help_text} [{default}]",
+            metavar=f.name.upper(),
+        )
 
 
 def build_parser(
     description: str, extra: typing.Callable[[argparse.ArgumentParser], None] | None = None
 ) -> argparse.ArgumentParser:
     """A parser with ``--config`` and one flag per configuration key (values parsed later)."""
-    parser = _Parser(description=description, allow_abbrev=False)
+    parser = StrictParser(description=description, allow_abbrev=False)
     parser.add_argument("--config", help="YAML file with the keys to change from the defaults")
-    for key, (_, f, _) in _fields().items():
-        help_text = TOP_LEVEL.get(key) or f.metadata.get("help", "")
-        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
-        parser.add_argument(
-            f"--{key.replace('_', '-')}",
-            dest=key,
-            default=argparse.SUPPRESS,
-            help=f"{help_text} [{default}]",
-            metavar=key.upper(),
-        )
+    add_field_flags(parser, (f for _, f, _ in _fields().values()))
     if extra is not None:
         extra(parser)
     return parser
+
+
+def apply_flat(settings: Any, values: dict[str, Any], origin: str) -> Any:
+    """Set the fields of a flat settings dataclass from YAML or flags; unknown keys are an error."""
+    hints = typing.get_type_hints(type(settings))
+    for key, value in values.items():
+        if key not in hints:
+            raise ConfigError(f"unknown key {key!r} in {origin}; known: {', '.join(sorted(hints))}")
+        setattr(settings, key, coerce(value, hints[key], key))
+    return settings
 
 
 def flag_values(args: argparse.Namespace) -> dict[str, Any]:

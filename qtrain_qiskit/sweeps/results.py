@@ -1,0 +1,75 @@
+"""The results file of a sweep: one CSV row per finished (cell, repeat), appended, never rewritten.
+
+Appending one whole line per result and syncing it is what makes a sweep resumable: a rerun reads
+which (cell, repeat) pairs are done and skips them. A line cut short by a crash is ignored on
+reading (its cell simply runs again) and closed with a newline before the next append.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+import os
+import statistics
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+
+class ResultFile:
+    """Append-only CSV with a fixed header; rows are dicts keyed by ``columns``."""
+
+    def __init__(self, path: str | Path, columns: Sequence[str]) -> None:
+        self.path, self.columns = Path(path), list(columns)
+
+    def rows(self) -> list[dict[str, str]]:
+        """Complete rows written so far (a torn last line is skipped)."""
+        if not self.path.exists():
+            return []
+        with self.path.open(newline="") as handle:
+            reader = csv.reader(handle)
+            header = next(reader, None)
+            if header is None:
+                return []
+            if header != self.columns:
+                raise ValueError(f"{self.path} has columns {header}, expected {self.columns}")
+            return [dict(zip(header, row, strict=True)) for row in reader if len(row) == len(header)]
+
+    def append(self, row: dict[str, Any]) -> None:
+        """Write one row durably (flush + fsync) before the caller moves on."""
+        buffer = io.StringIO()
+        writer = csv.writer(buffer, lineterminator="\n")
+        fresh = not self.path.exists() or self.path.stat().st_size == 0
+        if fresh:
+            writer.writerow(self.columns)
+        elif not self.path.read_bytes().endswith(b"\n"):
+            buffer.write("\n")  # close a line torn by a crash; the reader drops it
+        writer.writerow([_format(row.get(column)) for column in self.columns])
+        with self.path.open("a", newline="") as handle:
+            handle.write(buffer.getvalue())
+            handle.flush()
+            os.fsync(handle.fileno())
+
+
+def _format(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return repr(value)
+    return str(value)
+
+
+def mean_std(values: Iterable[float]) -> tuple[float, float]:
+    """Mean and sample standard deviation (0 for a single value); NaN mean for none."""
+    values = list(values)
+    if not values:
+        return math.nan, math.nan
+    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
+
+
+def markdown_table(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
+    """A GitHub-flavoured Markdown table."""
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
+    return "\n".join(lines) + "\n"
