@@ -19,7 +19,7 @@ from qtrain_qiskit.cli import run_main
 from qtrain_qiskit.config import build_parser, from_args
 from qtrain_qiskit.distributed import session
 from qtrain_qiskit.model import resolve_device
-from qtrain_qiskit.rundir import RunDir
+from qtrain_qiskit.rundir import RunDir, RunDirError
 from qtrain_qiskit.trainer import train
 
 
@@ -35,11 +35,17 @@ def main(argv: list[str] | None = None) -> int:
     config = from_args(args, run.config() if run else None)
     with session(resolve_device(config.execution.device)) as context:
         if run is None:  # a new run directory, created by rank 0 and named to the others
-            path = None
-            if context.is_main:
-                stamp = time.strftime("%Y%m%d-%H%M%S")
-                path = RunDir.create(config.run_dir or f"runs/{config.name}_{config.execution.backend}_{stamp}").path
-            run = RunDir(context.broadcast(path))
+            created = None
+            try:
+                if context.is_main:
+                    stamp = time.strftime("%Y%m%d-%H%M%S")
+                    name = config.run_dir or f"runs/{config.name}_{config.execution.backend}_{stamp}"
+                    created = RunDir.create(name).path
+            finally:  # also when creating failed: the other ranks then stop with one line, not a hang
+                path = context.broadcast(created)
+            if path is None:
+                raise RunDirError("rank 0 could not create the run directory")
+            run = RunDir(path)
         try:
             with run.lock() if context.is_main else contextlib.nullcontext():
                 summary = train(config, run, resume=bool(args.resume), context=context)
