@@ -19,7 +19,7 @@ from qiskit.primitives.containers.sampler_pub import SamplerPub, SamplerPubLike
 from qiskit_aer import AerSimulator
 from qiskit_aer.noise import NoiseModel, depolarizing_error
 
-from .base import Backend
+from .base import Backend, BackendError
 from .counts import sample_probabilities
 from .devices import fake_device, to_isa
 from .noisy_simulation import NoisySimulation, device_simulation, sample
@@ -31,6 +31,20 @@ ONE_QUBIT_GATES = ["rx", "ry", "rz", "h", "x", "y", "z", "s", "sdg", "t", "tdg",
 TWO_QUBIT_GATES = ["cx", "cz", "swap"]
 
 
+def check_aer_device(device: str) -> str:
+    """``device`` ("CPU" or "GPU") if this qiskit-aer build can simulate on it, else a BackendError.
+
+    The GPU needs the ``qiskit-aer-gpu`` build (CUDA); the stock wheel only offers the CPU.
+    """
+    available = AerSimulator().available_devices()
+    if device not in available:
+        raise BackendError(
+            f"aer_device {device}: this qiskit-aer build simulates on {', '.join(available)} only "
+            "(install qiskit-aer-gpu for GPU)"
+        )
+    return device
+
+
 class AerExactSampler(BaseSamplerV2):
     """SamplerV2-compatible primitive whose pub results hold exact ``probabilities``.
 
@@ -38,8 +52,10 @@ class AerExactSampler(BaseSamplerV2):
     Qiskit's little-endian order, over all qubits of the (unmeasured) circuit.
     """
 
-    def __init__(self, *, seed: int | None = None) -> None:
-        self._simulator = AerSimulator(method="statevector", max_parallel_experiments=0, seed_simulator=seed)
+    def __init__(self, *, seed: int | None = None, device: str = "CPU") -> None:
+        self._simulator = AerSimulator(
+            method="statevector", device=check_aer_device(device), max_parallel_experiments=0, seed_simulator=seed
+        )
         self._prepared: dict[int, tuple[QuantumCircuit, QuantumCircuit]] = {}
 
     def run(self, pubs: Iterable[SamplerPubLike], *, shots: int | None = None) -> PrimitiveJob:
@@ -91,8 +107,8 @@ class AerStatevectorBackend(Backend):
     name = "aer_statevector"
     exact = True
 
-    def __init__(self, seed: int | None = None) -> None:
-        self.sampler = AerExactSampler(seed=seed)
+    def __init__(self, seed: int | None = None, aer_device: str = "CPU") -> None:
+        self.sampler = AerExactSampler(seed=seed, device=aer_device)
         self._reverse_mode = TorchStatevectorBackend(device="cpu", dtype="float64")
 
     def _probabilities(self, circuit: QuantumCircuit, values: np.ndarray) -> np.ndarray:
@@ -115,9 +131,9 @@ class AerShotsBackend(Backend):
     name = "aer_shots"
     exact = False
 
-    def __init__(self, shots: int = 1024, seed: int | None = None) -> None:
+    def __init__(self, shots: int = 1024, seed: int | None = None, aer_device: str = "CPU") -> None:
         self.shots = shots
-        self.sampler = AerExactSampler(seed=seed)
+        self.sampler = AerExactSampler(seed=seed, device=aer_device)
         self.rng = np.random.default_rng(seed)
 
     def _probabilities(self, circuit: QuantumCircuit, values: np.ndarray) -> np.ndarray:
@@ -158,8 +174,9 @@ class AerNoisyBackend(Backend):
         depolarizing_1q: float = 1e-3,
         depolarizing_2q: float = 1e-2,
         readout_error: float = 0.0,
+        aer_device: str = "CPU",
     ) -> None:
-        self.noise, self.shots, self.seed = noise, shots, seed
+        self.noise, self.shots, self.seed, self.device = noise, shots, seed, check_aer_device(aer_device)
         self.rates = (depolarizing_1q, depolarizing_2q, readout_error)
         self.rng = np.random.default_rng(seed)
         self._prepared: dict[int, tuple[QuantumCircuit, NoisySimulation, AerSimulator]] = {}
@@ -174,7 +191,7 @@ class AerNoisyBackend(Backend):
                 if self.noise not in self._device_models:
                     self._device_models[self.noise] = NoiseModel.from_backend(device)
                 simulation = device_simulation(to_isa(circuit, device, seed=self.seed), self._device_models[self.noise])
-            cached = (circuit, simulation, simulation.simulator())
+            cached = (circuit, simulation, simulation.simulator(self.device))
             self._prepared[id(circuit)] = cached
         return cached[1]
 

@@ -42,8 +42,8 @@ class NoisySimulation:
     noise_model: NoiseModel
     readout: np.ndarray  # (num_clbits, 2, 2): readout[k, true, read]
 
-    def simulator(self) -> AerSimulator:
-        return AerSimulator(noise_model=self.noise_model, **AER_OPTIONS)
+    def simulator(self, device: str = "CPU") -> AerSimulator:
+        return AerSimulator(noise_model=self.noise_model, device=device, **AER_OPTIONS)
 
 
 def _active_qubits(circuit: QuantumCircuit) -> list[int]:

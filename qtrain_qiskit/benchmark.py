@@ -1,13 +1,20 @@
 """Step-time measurement: a real training step (forward, backward, clip, Adam) on the seed config.
 
 Inputs are random tensors of the dataset's shape: step time does not depend on pixel values, and
-the benchmark then needs no data on disk.
+the benchmark then needs no data on disk. `time_scaling` repeats the measurement for targets of
+about 2^N weights, one fresh process per N, so that each N's peak memory is its own.
 """
 
 from __future__ import annotations
 
+import copy
+import multiprocessing
+import resource
 import statistics
 import time
+from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -15,7 +22,22 @@ import torch
 
 from .config import Config
 from .model import build_backend, build_circuit, build_model, resolve_device
+from .targets import mlp_for_qubits
 from .trainer import Stepper
+
+
+def peak_rss_mib() -> float:
+    """The largest resident set size of this process image so far, in MiB.
+
+    Linux's VmHWM, not ``getrusage``'s max RSS: the latter carries over, through fork and exec,
+    the RSS of the parent that spawned the process, which would hide every smaller peak.
+    """
+    status = Path("/proc/self/status")
+    if status.exists():
+        line = next(line for line in status.read_text().splitlines() if line.startswith("VmHWM:"))
+        return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # macOS: bytes
+
 
 INPUT_SHAPES = {"mnist": (1, 28, 28), "fashion_mnist": (1, 28, 28), "cifar10": (3, 32, 32)}
 
@@ -24,6 +46,7 @@ def time_steps(config: Config, steps: int, warmup: int = 3) -> dict[str, Any]:
     """Median and spread of ``steps`` timed training steps after ``warmup`` untimed ones."""
     device = resolve_device(config.execution.device)
     torch.manual_seed(config.train.seed)
+    rss_before = peak_rss_mib()
     model = build_model(config, device)
     stepper = Stepper(model, config.train.lr, config.train.clip, device)
     x = torch.randn(config.train.batch_size, *INPUT_SHAPES[config.data.dataset], device=device)
@@ -55,8 +78,29 @@ def time_steps(config: Config, steps: int, warmup: int = 3) -> dict[str, Any]:
         "median_step_ms": statistics.median(times),
         "p25_step_ms": quartiles[0],
         "p75_step_ms": quartiles[2],
+        "target": config.model.target,
+        "mapping_chunk": config.model.mapping_chunk,
+        "precision": config.execution.precision,
+        "rss_before_model_mib": rss_before,
+        "peak_rss_mib": peak_rss_mib(),
+        "peak_cuda_mib": torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None,
         **model.parameter_counts(),
     }
+
+
+def time_scaling(config: Config, qubits: Sequence[int], steps: int, warmup: int) -> list[dict[str, Any]]:
+    """`time_steps` with the target ``mlp_for_qubits(N)`` (M just under 2^N) for each N in ``qubits``.
+
+    Each N runs in a fresh spawned process: max RSS only ever grows, so a process shared between
+    sizes would report the largest one's peak for all of them.
+    """
+    results = []
+    for num_qubits in qubits:
+        point = copy.deepcopy(config)
+        point.model.target, point.circuit.qubits = mlp_for_qubits(num_qubits), None
+        with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+            results.append(pool.submit(time_steps, point, steps, warmup).result())
+    return results
 
 
 def time_evaluations(config: Config, repeats: int) -> dict[str, Any]:

@@ -30,7 +30,9 @@ def option(default: Any, help: str, **kwargs: Any) -> Any:
 
 @dataclass
 class ModelConfig:
-    target: str = option("mnist_cnn", "target network whose weights are generated", choices=("mnist_cnn", "cifar_cnn"))
+    target: str = option(
+        "mnist_cnn", "target network whose weights are generated: mnist_cnn, cifar_cnn or mlp_<hidden>"
+    )
     features: str = option("scaled", "probability feature fed to the mapping", choices=("raw", "scaled"))
     hidden: list[int] = option([20], "hidden layer sizes of the mapping MLP, e.g. 20 or 32,32")
     activation: str = option("relu", "mapping MLP activation", choices=("relu", "tanh", "gelu", "silu"))
@@ -41,6 +43,9 @@ class ModelConfig:
         "tensor",
         "centring of the generated weights: per target tensor, over all, or none",
         choices=("tensor", "global", "none"),
+    )
+    mapping_chunk: int | None = option(
+        65536, "rows of the mapping MLP per checkpointed chunk, a power of two (bounds its memory; 0: all at once)"
     )
 
 
@@ -65,6 +70,9 @@ class ExecutionConfig:
     )
     device: str = option("auto", "torch device for the classical side: auto, cpu, cuda, cuda:N, mps")
     precision: str = option("float32", "float type of the torch engine's statevector", choices=("float32", "float64"))
+    aer_device: str = option(
+        "CPU", "Aer simulation device (GPU needs the qiskit-aer-gpu build)", choices=("CPU", "GPU")
+    )
     shots: int = option(1024, "shots per circuit on sampled backends (aer_shots, aer_noisy, ibm_runtime)")
     max_shots: int | None = option(None, "refuse to start a run whose estimated total shots exceed this")
     noise: str = option(
@@ -227,6 +235,8 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
 
 def validate(config: Config) -> Config:
     """Check choices and ranges once, at the edge; raise ConfigError naming the first problem."""
+    import torch
+
     import backends  # the registry decides which backend names exist
 
     for key, (section, f, _) in _fields().items():
@@ -234,6 +244,12 @@ def validate(config: Config) -> Config:
         choices = f.metadata.get("choices")
         if choices and value not in choices:
             raise ConfigError(f"{key}: {value!r} is not one of {', '.join(choices)}")
+    from .targets import build_target, check_target, count_parameters
+
+    try:
+        check_target(config.model.target)
+    except ValueError as exc:
+        raise ConfigError(f"target: {exc}") from None
     if config.execution.backend not in backends.available():
         raise ConfigError(
             f"backend: unknown {config.execution.backend!r}; available: {', '.join(backends.available())}"
@@ -256,6 +272,10 @@ def validate(config: Config) -> Config:
         (config.circuit.qubits is None or config.circuit.qubits >= 1, "qubits must be >= 1"),
         (config.circuit.init_scale >= 0, "init_scale must be >= 0"),
         (all(h >= 1 for h in config.model.hidden), "hidden sizes must be >= 1"),
+        (
+            not config.model.mapping_chunk or config.model.mapping_chunk & (config.model.mapping_chunk - 1) == 0,
+            f"mapping_chunk must be a power of two or 0, got {config.model.mapping_chunk}",
+        ),
         (config.train.epochs >= 1, "epochs must be >= 1"),
         (config.train.batch_size >= 1, "batch_size must be >= 1"),
         (config.train.eval_batch_size >= 1, "eval_batch_size must be >= 1"),
@@ -286,9 +306,9 @@ def validate(config: Config) -> Config:
     for ok, message in checks:
         if not ok:
             raise ConfigError(message)
+    if config.execution.device.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"device: {config.execution.device} asked for, but torch sees no CUDA device here")
     if config.circuit.qubits is not None:
-        from .targets import build_target, count_parameters
-
         weights = count_parameters(build_target(config.model.target))
         if 2**config.circuit.qubits < weights:
             raise ConfigError(

@@ -58,9 +58,33 @@ class TensorData:
 
         ``skip`` drops the first batches of the same order (resuming inside an epoch).
         """
+        for x, y, _ in self.shards(batch_size, device, generator, skip=skip):
+            yield x, y
+
+    def shards(
+        self,
+        batch_size: int,
+        device: torch.device,
+        generator: torch.Generator | None = None,
+        *,
+        skip: int = 0,
+        part: tuple[int, int] = (0, 1),
+    ) -> Iterator[tuple[torch.Tensor, torch.Tensor, int]]:
+        """(images, labels, global batch size): shard ``rank`` of ``world`` (``part``) of each batch.
+
+        Every rank draws the same order from an identically seeded ``generator``, so the shards of
+        a global batch are disjoint and together are exactly the batch one process would take.
+        """
+        rank, world = part
         order = torch.randperm(len(self), generator=generator) if generator is not None else torch.arange(len(self))
         for start in range(skip * batch_size, len(self), batch_size):
-            yield self.batch(order[start : start + batch_size], device)
+            index = order[start : start + batch_size]
+            yield (*self.batch(index.tensor_split(world)[rank], device), len(index))
+
+    def shard(self, part: tuple[int, int]) -> TensorData:
+        """Every ``world``-th example from ``rank`` on: this rank's share of an evaluation."""
+        rank, world = part
+        return self if world == 1 else self.subset(torch.arange(rank, len(self), world))
 
 
 def resolve_data_dir(data_dir: str | None) -> Path:

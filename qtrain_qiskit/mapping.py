@@ -1,8 +1,9 @@
 """The mapping model: from outcome probabilities to the target's weights.
 
-Weight i is produced by a small MLP from [bits of i, feature of P(i)]. The basis-bit matrix is
-built once; the MLP runs on all M rows at once (no loop over outcomes) and only the first M
-outcomes are ever used.
+Weight i is produced by a small MLP from [bits of i, feature of P(i)]; only the first M outcomes
+are ever used. The MLP runs on all M rows at once (no loop over outcomes) for small targets, and on
+checkpointed chunks of rows for large ones, so that 2^20+ rows never hold their hidden
+activations all at once.
 """
 
 from __future__ import annotations
@@ -12,17 +13,18 @@ from collections.abc import Sequence
 
 import torch
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 FEATURES = ("raw", "scaled")
 ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh, "gelu": nn.GELU, "silu": nn.SiLU}
 
 
-def basis_bits(num_states: int, num_qubits: int, *, signed: bool) -> torch.Tensor:
-    """(num_states, num_qubits) matrix whose row i holds the bits of i, column q = qubit q.
+def basis_bits(num_states: int, num_qubits: int, *, signed: bool, first: int = 0) -> torch.Tensor:
+    """(num_states, num_qubits) matrix whose row i holds the bits of first + i, column q = qubit q.
 
     ``signed`` encodes bits as +-1 (zero-mean inputs for the MLP) instead of 0/1.
     """
-    index = torch.arange(num_states)[:, None]
+    index = torch.arange(first, first + num_states)[:, None]
     bits = ((index >> torch.arange(num_qubits)) & 1).float()
     return 2 * bits - 1 if signed else bits
 
@@ -45,7 +47,15 @@ def probability_feature(
 
 
 class MappingModel(nn.Module):
-    """MLP from [bits of i, feature of P(i)] to weight i, for i < num_weights."""
+    """MLP from [bits of i, feature of P(i)] to weight i, for i < num_weights.
+
+    ``chunk`` (a power of two; None or 0: no chunking) bounds the rows the MLP sees at once.
+    Each chunk runs under `torch.utils.checkpoint`, so backward recomputes one chunk's
+    activations at a time: peak memory is a few vectors of M plus one chunk's activations,
+    instead of M x (hidden sizes). The basis bits are not stored as an (M, N) matrix either:
+    chunks start at multiples of 2^c, so the bits of their rows are a fixed (2^c, c) table of
+    low bits next to the chunk's constant high bits.
+    """
 
     def __init__(
         self,
@@ -58,11 +68,18 @@ class MappingModel(nn.Module):
         feature_alpha: float = 1.0,
         feature_beta: float = 1.0,
         feature_gamma: float = 1.0,
+        chunk: int | None = None,
     ) -> None:
         super().__init__()
+        if chunk and chunk & (chunk - 1):
+            raise ValueError(f"chunk must be a power of two, got {chunk}")
         self.num_qubits, self.num_weights, self.features = num_qubits, num_weights, features
         self.feature_args = {"alpha": feature_alpha, "beta": feature_beta, "gamma": feature_gamma}
-        self.register_buffer("bits", basis_bits(num_weights, num_qubits, signed=features == "scaled"), persistent=False)
+        self.signed = features == "scaled"
+        self.low_qubits = num_qubits if not chunk or chunk >= 2**num_qubits else chunk.bit_length() - 1
+        self.chunk = 2**self.low_qubits
+        low_rows = min(num_weights, self.chunk)
+        self.register_buffer("low_bits", basis_bits(low_rows, self.low_qubits, signed=self.signed), persistent=False)
         sizes = [num_qubits + 1, *hidden]
         layers: list[nn.Module] = []
         for fan_in, fan_out in itertools.pairwise(sizes):
@@ -70,8 +87,28 @@ class MappingModel(nn.Module):
         layers.append(nn.Linear(sizes[-1], 1))
         self.mlp = nn.Sequential(*layers)
 
+    def bits(self, start: int, stop: int) -> torch.Tensor:
+        """Basis bits of rows start..stop-1 (start a multiple of the chunk), as the MLP takes them."""
+        low = self.low_bits[: stop - start]
+        if self.low_qubits == self.num_qubits:
+            return low
+        high = basis_bits(1, self.num_qubits - self.low_qubits, signed=self.signed, first=start >> self.low_qubits)
+        return torch.cat([low, high.to(low).expand(len(low), -1)], dim=1)
+
+    def rows(self, feature: torch.Tensor, start: int) -> torch.Tensor:
+        """Generated weights start..start+len(feature)-1 from their features."""
+        inputs = torch.cat([self.bits(start, start + len(feature)), feature[:, None]], dim=1)
+        return self.mlp(inputs).squeeze(-1)
+
     def forward(self, probs: torch.Tensor) -> torch.Tensor:
         """Generated weight vector of shape (num_weights,) from probabilities of shape (2^N,)."""
-        used = probs[: self.num_weights].to(self.bits.dtype)
+        used = probs[: self.num_weights].to(self.low_bits.dtype)
         feature = probability_feature(used, self.num_qubits, self.features, **self.feature_args)
-        return self.mlp(torch.cat([self.bits, feature[:, None]], dim=1)).squeeze(-1)
+        if self.num_weights <= self.chunk:
+            return self.rows(feature, 0)
+        recompute = torch.is_grad_enabled()
+        pieces = [
+            checkpoint(self.rows, piece, start, use_reentrant=False) if recompute else self.rows(piece, start)
+            for start, piece in zip(range(0, self.num_weights, self.chunk), feature.split(self.chunk), strict=True)
+        ]
+        return torch.cat(pieces)

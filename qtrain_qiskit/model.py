@@ -189,5 +189,6 @@ def build_model(config: Config, device: torch.device, *, job_ledger: object = No
         feature_alpha=config.model.feature_alpha,
         feature_beta=config.model.feature_beta,
         feature_gamma=config.model.feature_gamma,
+        chunk=config.model.mapping_chunk,
     )
     return QuantumTrain(target, quantum, mapping, center=config.model.center).to(device)

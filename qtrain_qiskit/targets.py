@@ -54,14 +54,51 @@ class CIFARCNN(nn.Module):
         return self.classifier(self.features(x))
 
 
+class MNISTMLP(nn.Module):
+    """784 -> hidden -> 10 with ReLU: 795 * hidden + 10 weights, any size from 805 up.
+
+    The scaling target: its width sets M, so a target of about 2^N weights exists for every N
+    (see `mlp_for_qubits`), with a real forward and backward of matching cost.
+    """
+
+    def __init__(self, hidden: int) -> None:
+        super().__init__()
+        self.net = nn.Sequential(nn.Flatten(), nn.Linear(28 * 28, hidden), nn.ReLU(), nn.Linear(hidden, 10))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
 TARGETS: dict[str, Callable[[], nn.Module]] = {"mnist_cnn": MNISTCNN, "cifar_cnn": CIFARCNN}
+MLP_PREFIX = "mlp_"  # mlp_<hidden>: an MNISTMLP of that width
+MLP_WEIGHTS_PER_UNIT, MLP_FIXED_WEIGHTS = 28 * 28 + 1 + 10, 10
+
+
+def _mlp_width(name: str) -> int | None:
+    """The hidden width of an ``mlp_<hidden>`` name, None for any other name."""
+    width = name.removeprefix(MLP_PREFIX)
+    return int(width) if name.startswith(MLP_PREFIX) and width.isdigit() and int(width) >= 1 else None
+
+
+def check_target(name: str) -> None:
+    """Raise ValueError, listing the known names, unless ``name`` is a target `build_target` makes."""
+    if name not in TARGETS and _mlp_width(name) is None:
+        raise ValueError(f"unknown target {name!r}; available: {', '.join(sorted(TARGETS))}, mlp_<hidden>")
 
 
 def build_target(name: str) -> nn.Module:
-    """A fresh reference target by name; unknown names list the known ones."""
-    if name not in TARGETS:
-        raise ValueError(f"unknown target {name!r}; available: {', '.join(sorted(TARGETS))}")
-    return TARGETS[name]()
+    """A fresh target by name: a reference CNN, or ``mlp_<hidden>`` (an `MNISTMLP` of that width)."""
+    check_target(name)
+    width = _mlp_width(name)
+    return MNISTMLP(width) if width is not None else TARGETS[name]()
+
+
+def mlp_for_qubits(num_qubits: int) -> str:
+    """The widest ``mlp_<hidden>`` with at most 2^N weights: N = ceil(log2 M) is then ``num_qubits``."""
+    width = (2**num_qubits - MLP_FIXED_WEIGHTS) // MLP_WEIGHTS_PER_UNIT
+    if width < 1 or MLP_WEIGHTS_PER_UNIT * width + MLP_FIXED_WEIGHTS <= 2 ** (num_qubits - 1):
+        raise ValueError(f"no mlp_<hidden> target needs exactly {num_qubits} qubits (the smallest has 805 weights)")
+    return f"{MLP_PREFIX}{width}"
 
 
 def parameter_layout(module: nn.Module) -> list[tuple[str, torch.Size]]:

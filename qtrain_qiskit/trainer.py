@@ -22,6 +22,7 @@ from tqdm.auto import tqdm
 from .budget import check, estimate
 from .config import Config, checkpoint_interval, resolve_gradient, to_yaml
 from .data import TensorData, load_dataset, resolve_data_dir, train_val_split
+from .distributed import Context, check_parallel
 from .model import QuantumTrain, build_model, resolve_device
 from .rundir import (
     BEST_CHECKPOINT,
@@ -36,24 +37,37 @@ from .rundir import (
 
 
 @torch.no_grad()
-def evaluate(
+def evaluate_sums(
     predict: Callable[[torch.Tensor], torch.Tensor], data: TensorData, batch_size: int, device: torch.device
-) -> tuple[float, float]:
-    """Mean cross-entropy and accuracy of ``predict`` (images -> logits) on ``data``."""
+) -> tuple[float, int]:
+    """Summed cross-entropy and number of correct predictions of ``predict`` on ``data``."""
     loss_sum, correct = 0.0, 0
     for x, y in data.batches(batch_size, device):
         logits = predict(x)
         loss_sum += nn.functional.cross_entropy(logits, y, reduction="sum").item()
         correct += (logits.argmax(dim=1) == y).sum().item()
+    return loss_sum, correct
+
+
+def evaluate(
+    predict: Callable[[torch.Tensor], torch.Tensor], data: TensorData, batch_size: int, device: torch.device
+) -> tuple[float, float]:
+    """Mean cross-entropy and accuracy of ``predict`` (images -> logits) on ``data``."""
+    loss_sum, correct = evaluate_sums(predict, data, batch_size, device)
     return loss_sum / len(data), correct / len(data)
 
 
 @torch.no_grad()
-def evaluate_model(model: QuantumTrain, data: TensorData, batch_size: int, device: torch.device) -> tuple[float, float]:
-    """`evaluate` with the weights generated once (one circuit evaluation) for all batches."""
+def evaluate_model(model: QuantumTrain, data: TensorData, batch_size: int, context: Context) -> tuple[float, float]:
+    """`evaluate` with the weights generated once (one circuit evaluation) for all batches.
+
+    With several ranks each evaluates its shard of ``data`` and the sums are added.
+    """
     model.eval()
     theta = model.generate_weights()
-    return evaluate(lambda x: model.run_target(theta, x), data, batch_size, device)
+    sums = evaluate_sums(lambda x: model.run_target(theta, x), data.shard(context.part), batch_size, context.device)
+    loss_sum, correct = context.sum(*sums)
+    return loss_sum / len(data), correct / len(data)
 
 
 def load_model_state(model: nn.Module, state: dict[str, Any], source: str) -> None:
@@ -71,25 +85,40 @@ class Stepper:
     `backward` runs forward and backward and measures the gradient norm of each part (circuit
     angles, mapping); `update` clips with those norms (no second pass over the gradients) and
     takes the Adam step. Between the two the caller may refuse a non-finite step.
+
+    With data parallelism, ``context.wrap`` makes the forward go through DDP, whose backward
+    averages the gradients over ranks before the norms are taken: every rank clips and steps alike.
     """
 
-    def __init__(self, model: QuantumTrain, lr: float, clip: float, device: torch.device) -> None:
+    def __init__(
+        self, model: QuantumTrain, lr: float, clip: float, device: torch.device, context: Context | None = None
+    ) -> None:
         self.model, self.clip = model, clip
+        self.world_size = context.world_size if context else 1
+        self.runner = context.wrap(model) if context else model
         self.parts = {"quantum": list(model.quantum.parameters()), "mapping": list(model.mapping.parameters())}
         self.params = [p for part in self.parts.values() for p in part]
         fused = device.type in ("cpu", "cuda")  # one kernel for all parameters where torch has one
         self.optimizer = torch.optim.Adam(self.params, lr=lr, fused=fused or None)
 
-    def backward(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
-        logits = self.model(x)
-        loss = nn.functional.cross_entropy(logits, y)
+    def backward(
+        self, x: torch.Tensor, y: torch.Tensor, batch_total: int | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
+        """(summed loss, logits, gradient norm per part) of the batch, or of this rank's shard of it.
+
+        ``batch_total`` is the size of the global batch that ``x`` is a shard of. Scaling the shard's
+        summed loss by world size / batch_total makes DDP's average over ranks the gradient of the
+        global batch's mean loss, even when the shards differ in size.
+        """
+        logits = self.runner(x)
+        loss_sum = nn.functional.cross_entropy(logits, y, reduction="sum")
         self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        (loss_sum * (self.world_size / (batch_total or len(y)))).backward()
         norms = {
             name: nn.utils.get_total_norm([p.grad for p in part if p.grad is not None])
             for name, part in self.parts.items()
         }
-        return loss, logits, norms
+        return loss_sum.detach(), logits, norms
 
     def update(self, norms: dict[str, torch.Tensor]) -> None:
         total = torch.linalg.vector_norm(torch.stack(list(norms.values())))
@@ -134,6 +163,10 @@ def plot_curves(records: list[dict[str, Any]], run: RunDir) -> None:
     plt.close(fig)
 
 
+def _quiet(message: str) -> None:
+    """The log of ranks other than 0: one copy of every line is enough."""
+
+
 class NonFiniteError(RuntimeError):
     """A non-finite loss or gradient under ``on_nonfinite: stop``; the last checkpoint is kept."""
 
@@ -169,11 +202,27 @@ class EpochTally:
         }
 
 
-def train(config: Config, run: RunDir, *, resume: bool = False, log: Callable[[str], None] = print) -> dict[str, Any]:
-    """Train per ``config`` into ``run`` (continuing its last checkpoint if ``resume``); return the summary."""
+def train(
+    config: Config,
+    run: RunDir,
+    *,
+    resume: bool = False,
+    log: Callable[[str], None] = print,
+    context: Context | None = None,
+) -> dict[str, Any] | None:
+    """Train per ``config`` into ``run`` (continuing its last checkpoint if ``resume``); return the summary.
+
+    Under data parallelism (``context`` from `distributed.session`) every rank trains on its shards
+    and validates its share; rank 0 alone writes ``run``, tests and returns the summary, the
+    other ranks return None.
+    """
     # --- setup: device, seeds, data, model, optimizer
     started = time.perf_counter()
-    device = resolve_device(config.execution.device)
+    context = context or Context(device=resolve_device(config.execution.device))
+    check_parallel(config, context)
+    device, main = context.device, context.is_main
+    if not main:
+        log = _quiet
     torch.manual_seed(config.train.seed)
     root = resolve_data_dir(config.data.data_dir)
     full_train = load_dataset(config.data.dataset, root, train=True, download=config.data.download)
@@ -184,7 +233,7 @@ def train(config: Config, run: RunDir, *, resume: bool = False, log: Callable[[s
 
     ledger = run.job_ledger()
     model = build_model(config, device, job_ledger=ledger)
-    stepper = Stepper(model, config.train.lr, config.train.clip, device)
+    stepper = Stepper(model, config.train.lr, config.train.clip, device, context)
     optimizer = stepper.optimizer
     shuffle = torch.Generator().manual_seed(config.train.seed)
     counts = model.parameter_counts()
@@ -211,15 +260,19 @@ def train(config: Config, run: RunDir, *, resume: bool = False, log: Callable[[s
         log(f"resuming {run.path} after epoch {done_epochs}, step {tally.steps}")
     budget = estimate(config, steps_per_epoch, counts["quantum_params"], done_epochs * steps_per_epoch + tally.steps)
     check(budget, config)  # before anything is written or executed
-    if not resume:
+    if main and not resume:
         run.write_text(CONFIG_FILE, to_yaml(config))
     if budget is not None:
         log(budget.describe())
     log(f"backend {config.execution.backend}, gradient {resolve_gradient(config)}, device {device}")
     log("parameters:\n" + compression_table(counts, num_qubits, config.circuit.blocks))
     log(f"data: {len(train_data)} train, {len(val_data)} validation, {len(test_data)} test ({config.data.dataset})")
+    if context.world_size > 1:
+        log(f"data parallel: {context.world_size} ranks, {config.train.batch_size} examples per step in all")
 
     def checkpoint(name: str, epoch: int, epoch_start: torch.Tensor) -> None:
+        if not main:
+            return
         run.save_checkpoint(
             name,
             {
@@ -242,24 +295,25 @@ def train(config: Config, run: RunDir, *, resume: bool = False, log: Callable[[s
         model.train()
         leg_start = time.perf_counter()
         epoch_start = shuffle.get_state()  # replaying from here reproduces this epoch's order
-        batches = train_data.batches(config.train.batch_size, device, shuffle, skip=tally.steps)
+        batches = train_data.shards(config.train.batch_size, device, shuffle, skip=tally.steps, part=context.part)
         bar = tqdm(
             batches,
             total=steps_per_epoch,
             initial=tally.steps,
             desc=f"epoch {epoch}/{config.train.epochs}",
             leave=False,
-            disable=None,
+            disable=None if main else True,
         )
-        for x, y in bar:
+        for x, y, batch_total in bar:
             if global_step >= max_steps:
                 break
             step_start = time.perf_counter()
             tally.steps += 1
             global_step += 1
             ledger.context = {"epoch": epoch, "step": global_step}
-            loss, logits, norms = stepper.backward(x, y)
-            values = {"loss": loss.item(), **{f"{part} gradient": norm.item() for part, norm in norms.items()}}
+            loss_sum, logits, norms = stepper.backward(x, y, batch_total)
+            loss_sum, correct, seen = context.sum(loss_sum, (logits.argmax(dim=1) == y).sum(), len(y))
+            values = {"loss": loss_sum / seen, **{f"{part} gradient": norm.item() for part, norm in norms.items()}}
             fault = next((what for what, value in values.items() if not math.isfinite(value)), None)
             if fault is not None:
                 where = f"epoch {epoch} step {tally.steps}"
@@ -270,9 +324,9 @@ def train(config: Config, run: RunDir, *, resume: bool = False, log: Callable[[s
                 continue
             stepper.update(norms)
             tally.step_ms.append((time.perf_counter() - step_start) * 1e3)
-            tally.loss_sum += values["loss"] * len(y)
-            tally.correct += (logits.argmax(dim=1) == y).sum().item()
-            tally.seen += len(y)
+            tally.loss_sum += loss_sum
+            tally.correct += int(correct)
+            tally.seen += int(seen)
             tally.grad_quantum += values["quantum gradient"]
             tally.grad_mapping += values["mapping gradient"]
             if every and tally.steps % every == 0 and tally.steps < steps_per_epoch:
@@ -280,25 +334,28 @@ def train(config: Config, run: RunDir, *, resume: bool = False, log: Callable[[s
                 leg_start = time.perf_counter()
                 checkpoint(LAST_CHECKPOINT, epoch - 1, epoch_start)
 
-        val_loss, val_acc = evaluate_model(model, val_data, config.train.eval_batch_size, device)
+        val_loss, val_acc = evaluate_model(model, val_data, config.train.eval_batch_size, context)
         record = tally.record(epoch, val_loss, val_acc, time.perf_counter() - leg_start)
         records.append(record)
-        run.write_metrics(records)
         tally = EpochTally()
         if val_acc > best_val:
             best_val = val_acc
             checkpoint(BEST_CHECKPOINT, epoch, shuffle.get_state())
         checkpoint(LAST_CHECKPOINT, epoch, shuffle.get_state())
-        plot_curves(records, run)
+        if main:
+            run.write_metrics(records)
+            plot_curves(records, run)
         log(
             f"epoch {epoch:3d}  train loss {record['train_loss']:.4f} acc {record['train_accuracy']:.4f}  "
             f"val loss {val_loss:.4f} acc {val_acc:.4f}  {record['epoch_seconds']:.1f}s "
             f"({record['median_step_ms']:.1f} ms/step)"
         )
 
-    # --- test once, with the best-validation weights; export them as a plain model
+    # --- test once, with the best-validation weights, on rank 0; export them as a plain model
+    if not main:
+        return None
     model.load_state_dict(run.load_checkpoint(BEST_CHECKPOINT)["model"])
-    test_loss, test_acc = evaluate_model(model, test_data, config.train.eval_batch_size, device)
+    test_loss, test_acc = evaluate_model(model, test_data, config.train.eval_batch_size, Context(device=device))
     run.save_torch(EXPORT_FILE, {k: v.cpu() for k, v in model.export().state_dict().items()})
     summary = {
         "test_accuracy": test_acc,
@@ -318,6 +375,7 @@ def train(config: Config, run: RunDir, *, resume: bool = False, log: Callable[[s
         "median_step_ms": statistics.median(r["median_step_ms"] for r in records if r["median_step_ms"]),
         "skipped_steps": sum(r["skipped_steps"] for r in records),
         "device": str(device),
+        "world_size": context.world_size,
     }
     run.write_json(SUMMARY_FILE, summary)
     return summary
