@@ -43,7 +43,10 @@ class NoisySimulation:
     readout: np.ndarray  # (num_clbits, 2, 2): readout[k, true, read]
 
     def simulator(self, device: str = "CPU") -> AerSimulator:
-        return AerSimulator(noise_model=self.noise_model, device=device, **AER_OPTIONS)
+        # Without gate noise Aer samples all shots from one statevector, and that sampling depends
+        # on its thread count: one thread keeps seeded results identical in any process pool.
+        threads = {"max_parallel_threads": 1} if self.noise_model.is_ideal() else {}
+        return AerSimulator(noise_model=self.noise_model, device=device, **AER_OPTIONS, **threads)
 
 
 def _active_qubits(circuit: QuantumCircuit) -> list[int]:

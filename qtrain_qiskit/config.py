@@ -33,7 +33,7 @@ class ModelConfig:
     target: str = option(
         "mnist_cnn", "target network whose weights are generated: mnist_cnn, cifar_cnn or mlp_<hidden>"
     )
-    features: str = option("scaled", "probability feature fed to the mapping", choices=("raw", "scaled"))
+    features: str = option("scaled", "probability feature fed to the mapping", choices=("raw", "scaled", "standard"))
     hidden: list[int] = option([20], "hidden layer sizes of the mapping MLP, e.g. 20 or 32,32")
     activation: str = option("relu", "mapping MLP activation", choices=("relu", "tanh", "gelu", "silu"))
     feature_alpha: float = option(1.0, "scaled feature exponent alpha")
@@ -43,6 +43,11 @@ class ModelConfig:
         "tensor",
         "centring of the generated weights: per target tensor, over all, or none",
         choices=("tensor", "global", "none"),
+    )
+    weight_scale: str = option(
+        "none",
+        "learned: standardize each generated tensor and learn its scale (from the target's init spread)",
+        choices=("none", "learned"),
     )
     mapping_chunk: int | None = option(
         65536, "rows of the mapping MLP per checkpointed chunk, a power of two (bounds its memory; 0: all at once)"

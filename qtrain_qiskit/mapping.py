@@ -15,7 +15,7 @@ import torch
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-FEATURES = ("raw", "scaled")
+FEATURES = ("raw", "scaled", "standard")
 ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh, "gelu": nn.GELU, "silu": nn.SiLU}
 
 
@@ -39,11 +39,18 @@ def probability_feature(
     Quantum-Train authors' normalization (beta * tanh(gamma * 2^(N-1) * P))^alpha, centred over
     the used outcomes: 2^(N-1) P is O(1) for a spread-out distribution, tanh bounds the few large
     probabilities of a concentrated one, and centring removes the common offset.
+
+    ``standard`` also divides by the spread over the used outcomes. Beside N bit inputs of unit
+    variance a feature of variance ~0.04 is drowned out: the MLP then starts as a smooth function
+    of the bits alone, the generated tensors are nearly low-rank and the target's output hardly
+    depends on its input (training sits at chance). At unit variance the outcome-to-outcome
+    randomness of P gives every weight its own value, like a classical random initialization.
     """
     if kind == "raw":
         return probs
     scaled = (beta * torch.tanh(gamma * 2 ** (num_qubits - 1) * probs)) ** alpha
-    return scaled - scaled.mean()
+    centred = scaled - scaled.mean()
+    return centred / centred.std().clamp_min(1e-12) if kind == "standard" else centred
 
 
 class MappingModel(nn.Module):
@@ -75,7 +82,7 @@ class MappingModel(nn.Module):
             raise ValueError(f"chunk must be a power of two, got {chunk}")
         self.num_qubits, self.num_weights, self.features = num_qubits, num_weights, features
         self.feature_args = {"alpha": feature_alpha, "beta": feature_beta, "gamma": feature_gamma}
-        self.signed = features == "scaled"
+        self.signed = features != "raw"
         self.low_qubits = num_qubits if not chunk or chunk >= 2**num_qubits else chunk.bit_length() - 1
         self.chunk = 2**self.low_qubits
         low_rows = min(num_weights, self.chunk)

@@ -96,7 +96,7 @@ class Stepper:
         self.model, self.clip = model, clip
         self.world_size = context.world_size if context else 1
         self.runner = context.wrap(model) if context else model
-        self.parts = {"quantum": list(model.quantum.parameters()), "mapping": list(model.mapping.parameters())}
+        self.parts = {"quantum": list(model.quantum.parameters()), "mapping": model.classical_parameters()}
         self.params = [p for part in self.parts.values() for p in part]
         fused = device.type in ("cpu", "cuda")  # one kernel for all parameters where torch has one
         self.optimizer = torch.optim.Adam(self.params, lr=lr, fused=fused or None)
