@@ -30,6 +30,11 @@ def option(default: Any, help: str, **kwargs: Any) -> Any:
 
 @dataclass
 class ModelConfig:
+    method: str = option(
+        "quantum_train",
+        "quantum_train, or classical: train the target's own weights directly (the baseline)",
+        choices=("quantum_train", "classical"),
+    )
     target: str = option(
         "mnist_cnn", "target network whose weights are generated: mnist_cnn, cifar_cnn or mlp_<hidden>"
     )
@@ -102,6 +107,10 @@ class TrainConfig:
     epochs: int = option(50, "training epochs")
     batch_size: int = option(64, "training batch size")
     lr: float = option(5e-4, "Adam learning rate")
+    schedule: str = option(
+        "constant", "learning-rate schedule: constant, or cosine decay to 0", choices=("constant", "cosine")
+    )
+    weight_decay: float = option(0.0, "Adam L2 weight decay on the angles and the mapping")
     clip: float = option(10.0, "gradient-norm clipping over all trainable parameters")
     seed: int = option(0, "seed for initialization and shuffling")
     eval_batch_size: int = option(1000, "batch size for validation and test")
@@ -286,6 +295,7 @@ def validate(config: Config) -> Config:
         (config.train.eval_batch_size >= 1, "eval_batch_size must be >= 1"),
         (config.train.lr > 0, "lr must be > 0"),
         (config.train.clip > 0, "clip must be > 0"),
+        (config.train.weight_decay >= 0, "weight_decay must be >= 0"),
         (config.train.checkpoint_every >= 0, "checkpoint_every must be >= 0"),
         (config.execution.shots >= 1, "shots must be >= 1"),
         (config.train.max_steps is None or config.train.max_steps >= 1, "max_steps must be >= 1"),
@@ -385,6 +395,14 @@ def apply_flat(settings: Any, values: dict[str, Any], origin: str) -> Any:
 def flag_values(args: argparse.Namespace) -> dict[str, Any]:
     """The configuration keys given on the command line (unparsed strings)."""
     return {key: value for key, value in vars(args).items() if key in _fields()}
+
+
+def from_yaml_and_flags(config_file: str | None, values: dict[str, Any]) -> Config:
+    """Defaults, then ``config_file``, then flat ``values`` (e.g. one point of a grid); not validated."""
+    config = Config()
+    if config_file:
+        apply(config, load_yaml(config_file), config_file)
+    return apply(config, values, "command line")
 
 
 def from_args(args: argparse.Namespace, base: Config | None = None) -> Config:

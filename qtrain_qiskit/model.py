@@ -135,6 +135,27 @@ class QuantumTrain(nn.Module):
         return model.requires_grad_(True)
 
 
+class DirectWeights(nn.Module):
+    """The classical baseline's stand-in for circuit + mapping: the target's own M weights, trained
+    directly from PyTorch's initialization. Same trainer, data, epochs and export as a QT run."""
+
+    num_qubits = 0
+
+    def __init__(self, target: nn.Module) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.cat([p.detach().flatten() for p in target.parameters()]))
+
+    def forward(self, probs: torch.Tensor) -> torch.Tensor:
+        return self.weight
+
+
+class NoCircuit(nn.Module):
+    """The classical baseline executes no circuit: an empty probability vector."""
+
+    def forward(self) -> torch.Tensor:
+        return torch.empty(0)
+
+
 def resolve_device(name: str) -> torch.device:
     """``auto`` picks the best device present: CUDA, then MPS, else CPU."""
     if name != "auto":
@@ -207,6 +228,8 @@ def build_model(config: Config, device: torch.device, *, job_ledger: object = No
     from .targets import build_target
 
     target = build_target(config.model.target)
+    if config.model.method == "classical":
+        return QuantumTrain(target, NoCircuit(), DirectWeights(target), center="none").to(device)
     num_weights = count_parameters(target)
     circuit = build_circuit(config, num_weights)
     backend = build_backend(config, device, job_ledger=job_ledger)

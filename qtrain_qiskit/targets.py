@@ -54,6 +54,32 @@ class CIFARCNN(nn.Module):
         return self.classifier(self.features(x))
 
 
+class QTCIFARCNN(nn.Module):
+    """CIFAR-10 CNN of the Quantum-Train authors' size: 285,226 weights, 19 qubits.
+
+    Their code is not available here; this is the standard LeNet-style network (two 5x5 conv
+    layers with 'same' padding and 2x2 max pooling, then 2048 -> 128 -> 64 -> 10) that has
+    exactly their parameter count.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.features = nn.Sequential(
+            nn.Conv2d(3, 16, kernel_size=5, padding=2),
+            nn.ReLU(),
+            nn.MaxPool2d(2),  # -> 16
+            nn.Conv2d(16, 32, kernel_size=5, padding=2),
+            nn.ReLU(),
+            nn.MaxPool2d(2),  # -> 8
+        )
+        self.classifier = nn.Sequential(
+            nn.Flatten(), nn.Linear(32 * 8 * 8, 128), nn.ReLU(), nn.Linear(128, 64), nn.ReLU(), nn.Linear(64, 10)
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.features(x))
+
+
 class MNISTMLP(nn.Module):
     """784 -> hidden -> 10 with ReLU: 795 * hidden + 10 weights, any size from 805 up.
 
@@ -69,7 +95,7 @@ class MNISTMLP(nn.Module):
         return self.net(x)
 
 
-TARGETS: dict[str, Callable[[], nn.Module]] = {"mnist_cnn": MNISTCNN, "cifar_cnn": CIFARCNN}
+TARGETS: dict[str, Callable[[], nn.Module]] = {"mnist_cnn": MNISTCNN, "cifar_cnn": CIFARCNN, "qt_cifar_cnn": QTCIFARCNN}
 MLP_PREFIX = "mlp_"  # mlp_<hidden>: an MNISTMLP of that width
 MLP_WEIGHTS_PER_UNIT, MLP_FIXED_WEIGHTS = 28 * 28 + 1 + 10, 10
 

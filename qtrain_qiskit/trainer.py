@@ -91,7 +91,15 @@ class Stepper:
     """
 
     def __init__(
-        self, model: QuantumTrain, lr: float, clip: float, device: torch.device, context: Context | None = None
+        self,
+        model: QuantumTrain,
+        lr: float,
+        clip: float,
+        device: torch.device,
+        context: Context | None = None,
+        *,
+        weight_decay: float = 0.0,
+        cosine_steps: int | None = None,
     ) -> None:
         self.model, self.clip = model, clip
         self.world_size = context.world_size if context else 1
@@ -99,7 +107,15 @@ class Stepper:
         self.parts = {"quantum": list(model.quantum.parameters()), "mapping": model.classical_parameters()}
         self.params = [p for part in self.parts.values() for p in part]
         fused = device.type in ("cpu", "cuda")  # one kernel for all parameters where torch has one
-        self.optimizer = torch.optim.Adam(self.params, lr=lr, fused=fused or None)
+        self.optimizer = torch.optim.Adam(self.params, lr=lr, weight_decay=weight_decay, fused=fused or None)
+        # cosine decay to zero over ``cosine_steps`` updates; the scheduler's state is checkpointed
+        self.scheduler = (
+            torch.optim.lr_scheduler.LambdaLR(
+                self.optimizer, lambda step: 0.5 * (1 + math.cos(math.pi * min(step, cosine_steps) / cosine_steps))
+            )
+            if cosine_steps
+            else None
+        )
 
     def backward(
         self, x: torch.Tensor, y: torch.Tensor, batch_total: int | None = None
@@ -124,6 +140,8 @@ class Stepper:
         total = torch.linalg.vector_norm(torch.stack(list(norms.values())))
         nn.utils.clip_grads_with_norm_(self.params, self.clip, total)
         self.optimizer.step()
+        if self.scheduler is not None:
+            self.scheduler.step()
 
 
 def compression_table(counts: dict[str, int], num_qubits: int, num_blocks: int) -> str:
@@ -233,12 +251,21 @@ def train(
 
     ledger = run.job_ledger()
     model = build_model(config, device, job_ledger=ledger)
-    stepper = Stepper(model, config.train.lr, config.train.clip, device, context)
+    steps_per_epoch = math.ceil(len(train_data) / config.train.batch_size)
+    total_steps = min(config.train.epochs * steps_per_epoch, config.train.max_steps or math.inf)
+    stepper = Stepper(
+        model,
+        config.train.lr,
+        config.train.clip,
+        device,
+        context,
+        weight_decay=config.train.weight_decay,
+        cosine_steps=total_steps if config.train.schedule == "cosine" else None,
+    )
     optimizer = stepper.optimizer
     shuffle = torch.Generator().manual_seed(config.train.seed)
     counts = model.parameter_counts()
     num_qubits = model.mapping.num_qubits
-    steps_per_epoch = math.ceil(len(train_data) / config.train.batch_size)
     every = checkpoint_interval(config)
 
     # --- resume or start
@@ -252,6 +279,8 @@ def train(
         state = run.load_checkpoint(LAST_CHECKPOINT)
         load_model_state(model, state["model"], str(run.file(LAST_CHECKPOINT)))
         optimizer.load_state_dict(state["optimizer"])
+        if stepper.scheduler is not None:
+            stepper.scheduler.load_state_dict(state["scheduler"])
         shuffle.set_state(state["rng"]["epoch_start"])
         torch.set_rng_state(state["rng"]["torch"])
         done_epochs, best_val, tally = state["epoch"], state["best_val_accuracy"], EpochTally(**state["tally"])
@@ -278,6 +307,7 @@ def train(
             {
                 "model": model.state_dict(),
                 "optimizer": optimizer.state_dict(),
+                "scheduler": stepper.scheduler.state_dict() if stepper.scheduler is not None else None,
                 "epoch": epoch,  # completed epochs; tally holds the progress into the next one
                 "tally": dataclasses.asdict(tally),
                 "best_val_accuracy": best_val,

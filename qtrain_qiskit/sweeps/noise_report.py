@@ -36,8 +36,20 @@ class Group:
     repeats: int
 
 
+KIND_ORDER = {"shots": 0, "exact": 1, "depolarizing": 2, "readout": 3, "device": 4}
+
+
+def _order(group: Group) -> tuple:
+    """Protocol, then shots ascending and exact, then each noise kind by its level."""
+    try:
+        level: tuple = (0, float(group.value or group.shots or 0))
+    except ValueError:
+        level = (1, group.value)  # device names
+    return (group.protocol != "inference", KIND_ORDER.get(group.kind, 9), level, group.trained_under != "exact")
+
+
 def summarize(rows: Sequence[dict[str, str]]) -> list[Group]:
-    """Rows grouped by cell, in first-seen order, with mean and standard deviation over repeats."""
+    """Rows grouped by cell, in table order, with mean and standard deviation over repeats."""
     cells: dict[tuple[str, str, str], list[dict[str, str]]] = {}
     for row in rows:
         cells.setdefault((row["protocol"], row["condition"], row["trained_under"]), []).append(row)
@@ -59,7 +71,7 @@ def summarize(rows: Sequence[dict[str, str]]) -> list[Group]:
                 len(members),
             )
         )
-    return groups
+    return sorted(groups, key=_order)
 
 
 def _pm(stat: tuple[float, float], digits: int = 4) -> str:
@@ -116,7 +128,11 @@ def _exact_line(ax: object, groups: Sequence[Group]) -> None:
 
 
 def plot_shots(groups: Sequence[Group], path: Path) -> bool:
-    """Accuracy vs shots (log x) with the TV distance and a 1/sqrt(shots) guide on a second axis."""
+    """Accuracy vs shots (log x) with the TV distance and a 1/sqrt(shots) guide on a second axis.
+
+    The guide goes through the largest shot count: below ~2^N shots most outcomes are never seen
+    and the distance saturates near 1 instead of following it.
+    """
     import matplotlib.pyplot as plt
 
     sampled = sorted((g for g in groups if g.protocol == "inference" and g.kind == "shots"), key=lambda g: int(g.shots))
@@ -131,7 +147,7 @@ def plot_shots(groups: Sequence[Group], path: Path) -> bool:
     tvd_ax.errorbar(
         shots, [g.tvd[0] for g in sampled], [g.tvd[1] for g in sampled], color="C1", marker="s", label="TVD"
     )
-    guide = [sampled[0].tvd[0] * math.sqrt(shots[0] / s) for s in shots]
+    guide = [sampled[-1].tvd[0] * math.sqrt(shots[-1] / s) for s in shots]  # through the most shots
     tvd_ax.plot(shots, guide, color="C1", linestyle=":", label="1/sqrt(shots)")
     tvd_ax.set(yscale="log", ylabel="TV distance to exact")
     handles = ax.get_legend_handles_labels()[0] + tvd_ax.get_legend_handles_labels()[0]
