@@ -118,3 +118,28 @@ def test_report_groups_seeds_and_writes_table_csv_and_curve(mnist_root, tmp_path
 
     status, _, err = run_script_inprocess("report.py", str(tmp_path / "missing"), "--out", str(out))
     assert status == 2 and "missing" in err
+
+
+def test_grid_trains_every_point_once_and_skips_finished_ones(mnist_root, tmp_path):
+    from qtrain_qiskit.sweeps.grid import grid_points, parse_grid, point_name
+
+    grid = parse_grid(["blocks=1,2", "hidden=8;4,4"])
+    assert grid == {"blocks": ["1", "2"], "hidden": ["8", "4,4"]}
+    assert len(grid_points(grid)) == 4
+    assert point_name("m", {"hidden": "4,4", "seed": "1"}) == "m_hidden4-4"
+
+    args = [*QUICK, "--train-subset", "128", "--name", "g", "--grid", "blocks=1,2", "--out", str(tmp_path / "g")]
+    status, out, err = run_script_inprocess("train_grid.py", *args, "--data-dir", str(mnist_root))
+    assert status == 0, err
+    assert "2 runs into" in out and out.count("test accuracy") == 2
+    assert sorted(p.name for p in (tmp_path / "g").iterdir()) == ["g_blocks1_seed0", "g_blocks2_seed0"]
+    summary = (tmp_path / "g" / "g_blocks2_seed0" / "summary.json").read_text()
+    assert '"num_blocks": 2' in summary
+    status, again, _ = run_script_inprocess("train_grid.py", *args, "--data-dir", str(mnist_root))
+    assert status == 0 and again.count("test accuracy") == 2  # reported from the finished runs
+    assert (tmp_path / "g" / "g_blocks2_seed0" / "summary.json").read_text() == summary
+
+    status, _, err = run_script_inprocess("train_grid.py", *QUICK, "--grid", "blocks", "--out", str(tmp_path / "x"))
+    assert status == 2 and "grid item 'blocks'" in err
+    status, _, err = run_script_inprocess("train_grid.py", *QUICK, "--grid", "blocks=0", "--out", str(tmp_path / "x"))
+    assert status == 2 and "blocks must be >= 1" in err and not (tmp_path / "x").exists()

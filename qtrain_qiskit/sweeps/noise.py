@@ -68,7 +68,7 @@ class NoiseSweepConfig:
         ["shots:1024", "depolarizing:0.001@1024"], "training: conditions, e.g. shots:1024 or device:fake_torino@1024"
     )
     train_steps: int = option(40, "training: optimizer steps per cell")
-    train_lr: float = option(1e-4, "training: Adam learning rate")
+    train_lr: float = option(1e-3, "training: Adam learning rate")
     train_init: str = option("run", "training: fine-tune the run, or start from scratch", choices=("run", "scratch"))
     test_subset: int | None = option(None, "test on the first K test images only (quick looks)")
     data_dir: str | None = option(None, "dataset root (default: the run's, then $QTRAIN_DATA_DIR)")
