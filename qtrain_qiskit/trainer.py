@@ -13,6 +13,7 @@ import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -409,3 +410,24 @@ def train(
     }
     run.write_json(SUMMARY_FILE, summary)
     return summary
+
+
+def train_or_resume(config: Config, path: str | Path, *, log: Callable[[str], None] = print) -> dict[str, Any]:
+    """Train into ``path``, or continue the run there from its last checkpoint (sweeps and grids).
+
+    A folder left by an attempt that died before its first checkpoint holds nothing to continue
+    from and is started afresh.
+    """
+    import shutil
+
+    path = Path(path)
+    resume = (path / LAST_CHECKPOINT).exists()
+    if path.exists() and not resume:
+        shutil.rmtree(path)
+    run = RunDir(path) if resume else RunDir.create(path)
+    try:
+        with run.lock():
+            return train(config, run, resume=resume, log=log)
+    finally:
+        if not resume:
+            run.discard_if_unused()  # a run that failed before writing anything leaves no folder

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config import ConfigError, apply, from_yaml_and_flags, validate
-from ..rundir import LAST_CHECKPOINT, SUMMARY_FILE, RunDir
+from ..rundir import SUMMARY_FILE
 
 
 def parse_grid(specs: list[str]) -> dict[str, list[str]]:
@@ -53,18 +53,10 @@ def train_point(task: tuple[str, dict[str, Any]]) -> dict[str, Any]:
     import json
 
     from ..config import Config
-    from ..trainer import train
+    from ..trainer import train_or_resume
 
     path, values = task
     summary = Path(path) / SUMMARY_FILE
     if summary.exists():
         return json.loads(summary.read_text())
-    config = validate(apply(Config(), values, path))
-    resume = (Path(path) / LAST_CHECKPOINT).exists()
-    run = RunDir(path) if resume else RunDir.create(path)
-    try:
-        with run.lock():
-            return train(config, run, resume=resume, log=lambda _: None)
-    finally:
-        if not resume:
-            run.discard_if_unused()  # a point that failed before writing leaves no folder behind
+    return train_or_resume(validate(apply(Config(), values, path)), path, log=lambda _: None)

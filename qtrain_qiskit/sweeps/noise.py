@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import copy
 import functools
-import shutil
 import time
 import zlib
 from dataclasses import dataclass
@@ -30,7 +29,7 @@ import numpy as np
 import torch
 
 from ..config import Config, ConfigError, apply, option, validate
-from ..rundir import LAST_CHECKPOINT, RunDir
+from ..rundir import RunDir
 
 PROTOCOLS = ("inference", "training")
 KINDS = ("exact", "shots", "depolarizing", "readout", "device")
@@ -354,12 +353,9 @@ def evaluate_under(loaded: LoadedRun, condition: Condition, seed: int) -> dict[s
 
 def _train(context: SweepContext, cell: Cell, seed: int) -> str:
     """Train under ``cell.trained_under`` into its own run directory; resumes a cut-off attempt."""
-    from ..trainer import train
+    from ..trainer import train_or_resume
 
     path = Path(context.out) / "training" / f"{cell.key.replace('/', '_').replace(':', '-')}_r{cell.repeat}"
-    resume = (path / LAST_CHECKPOINT).exists()
-    if path.exists() and not resume:
-        shutil.rmtree(path)  # an attempt that wrote no checkpoint holds nothing worth keeping
     under = cell.condition if cell.trained_under != "exact" else Condition("exact")
     base = RunDir.existing(context.run).config()
     config = apply(copy.deepcopy(base), under.overrides(), "noise sweep")
@@ -368,9 +364,7 @@ def _train(context: SweepContext, cell: Cell, seed: int) -> str:
     init_from = str(context.run) if context.train_init == "run" else None
     settings = {"seed": seed, "max_steps": context.train_steps, "lr": context.train_lr, "init_from": init_from}
     config = apply(config, {**settings, "device": "cpu", "data_dir": context.data_dir or base.data.data_dir}, "sweep")
-    run = RunDir(path) if resume else RunDir.create(path)
-    with run.lock():
-        train(validate(config), run, resume=resume, log=lambda _: None)
+    train_or_resume(validate(config), path, log=lambda _: None)
     return str(path)
 
 
