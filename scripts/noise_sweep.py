@@ -87,6 +87,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     cost = estimate(cells, run.config(), settings.train_steps)
     print(f"sweep of {run.path} into {out}: {len(cells)} cells to run, {len(done)} already done")
+    for protocol in settings.protocols:
+        keys = dict.fromkeys(c.key.removeprefix(f"{protocol}/") for c in plan(settings) if c.protocol == protocol)
+        print(f"  {protocol} grid ({settings.repeats} repeats): {', '.join(keys)}")
     for line in cost.describe(settings.workers):
         print("  " + line)
 
