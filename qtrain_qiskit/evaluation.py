@@ -20,6 +20,13 @@ from .targets import build_target
 from .trainer import evaluate, load_model_state
 
 CHECKPOINTS = {"best": BEST_CHECKPOINT, "last": LAST_CHECKPOINT}
+# The reference every sampled or noisy figure is compared with: the torch engine in float64.
+EXACT_EXECUTION = {"backend": "torch_statevector", "grad": "auto", "precision": "float64"}
+
+
+def total_variation(p: Any, q: Any) -> float:
+    """Total-variation distance between two probability vectors (numpy arrays or tensors)."""
+    return 0.5 * float(abs(p - q).sum())
 
 
 def run_config(run: RunDir, overrides: dict[str, Any] | None = None) -> Config:
@@ -61,14 +68,9 @@ def evaluate_run(path: str | Path, *, checkpoint: str = "best", overrides: dict[
     result: dict[str, Any] = {"checkpoint": checkpoint, "backend": config.execution.backend}
     result["test_loss"], result["test_accuracy"], probs = _test(config, state, data, device)
     if not backends.backend_class(config.execution.backend).exact:
-        exact = copy.deepcopy(config)
-        exact.execution.backend, exact.execution.grad, exact.execution.precision = (
-            "torch_statevector",
-            "auto",
-            "float64",
-        )
+        exact = apply(copy.deepcopy(config), EXACT_EXECUTION, "exact reference")
         result["exact_test_loss"], result["exact_test_accuracy"], exact_probs = _test(exact, state, data, device)
-        result["tvd_to_exact"] = 0.5 * (probs - exact_probs).abs().sum().item()
+        result["tvd_to_exact"] = total_variation(probs, exact_probs)
         result["shots"] = config.execution.shots
     return result
 

@@ -115,7 +115,9 @@ class Condition:
     def overrides(self) -> dict[str, Any]:
         """The run-configuration keys that execute the circuit under this condition."""
         if self.kind == "exact":
-            return {"backend": "torch_statevector", "precision": "float64", "grad": "auto"}
+            from ..evaluation import EXACT_EXECUTION
+
+            return dict(EXACT_EXECUTION)
         if self.kind == "shots":
             return {"backend": "aer_shots", "shots": self.shots, "grad": "param_shift"}
         noisy = {"backend": "aer_noisy", "shots": self.shots, "grad": "spsa"}
@@ -336,6 +338,7 @@ def load_run(path: str, checkpoint: str, data_dir: str | None, subset: int | Non
 @torch.no_grad()
 def evaluate_under(loaded: LoadedRun, condition: Condition, seed: int) -> dict[str, float]:
     """Execute the run's circuit once under ``condition``, regenerate the weights, test them."""
+    from ..evaluation import total_variation
     from ..model import build_backend
     from ..trainer import evaluate
 
@@ -347,7 +350,7 @@ def evaluate_under(loaded: LoadedRun, condition: Condition, seed: int) -> dict[s
     loss, accuracy = evaluate(
         lambda x: loaded.model.run_target(theta, x), loaded.data, config.train.eval_batch_size, torch.device("cpu")
     )
-    tvd = 0.5 * float(np.abs(probs - loaded.exact_probs).sum())
+    tvd = total_variation(probs, loaded.exact_probs)
     return {"accuracy": accuracy, "loss": loss, "tvd": tvd, "exact_accuracy": loaded.exact_accuracy}
 
 
