@@ -32,8 +32,7 @@ class ShotBudget:
 
 def estimate(config: Config, steps_per_epoch: int, num_angles: int, done_steps: int = 0) -> ShotBudget | None:
     """The remaining run's circuits and shots; None on exact backends (no shots)."""
-    import backends
-
+    from . import backends
     from .model import build_gradient
 
     if backends.backend_class(config.execution.backend).exact:
@@ -49,7 +48,7 @@ def estimate(config: Config, steps_per_epoch: int, num_angles: int, done_steps: 
 
 def check(budget: ShotBudget | None, config: Config) -> None:
     """Refuse a run estimated above --max-shots (or the backend's default cap), in one line."""
-    import backends
+    from . import backends
 
     if budget is None:
         return

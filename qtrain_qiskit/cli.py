@@ -5,8 +5,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 
-from backends import BackendError
-
+from .backends import BackendError
 from .config import ConfigError
 from .data import DataError
 from .rundir import RunDirError

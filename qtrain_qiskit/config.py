@@ -251,7 +251,7 @@ def validate(config: Config) -> Config:
     """Check choices and ranges once, at the edge; raise ConfigError naming the first problem."""
     import torch
 
-    import backends  # the registry decides which backend names exist
+    from . import backends  # the registry decides which backend names exist
 
     for key, (section, f, _) in _fields().items():
         value = getattr(config if section is None else getattr(config, section), key)
@@ -268,7 +268,7 @@ def validate(config: Config) -> Config:
         raise ConfigError(
             f"backend: unknown {config.execution.backend!r}; available: {', '.join(backends.available())}"
         )
-    from backends.devices import fake_device_names
+    from .backends.devices import fake_device_names
 
     for key, allowed in (("noise", ["depolarizing", *fake_device_names()]), ("ibm_backend", None)):
         value = getattr(config.execution, key)
@@ -335,7 +335,7 @@ def validate(config: Config) -> Config:
 
 def resolve_gradient(config: Config) -> str:
     """The gradient method a run uses: ``auto`` is adjoint where the backend has a reverse pass."""
-    import backends
+    from . import backends
 
     if config.execution.grad != "auto":
         return config.execution.grad
@@ -344,7 +344,7 @@ def resolve_gradient(config: Config) -> str:
 
 def checkpoint_interval(config: Config) -> int:
     """Steps between in-epoch checkpoints: every step where executions are paid for."""
-    import backends
+    from . import backends
 
     return 1 if backends.backend_class(config.execution.backend).paid else config.train.checkpoint_every
 

@@ -99,8 +99,7 @@ def session(device: torch.device) -> Iterator[Context]:
 
 def check_parallel(config: Config, context: Context) -> None:
     """Refuse data parallelism where every rank would pay for its own circuit executions."""
-    import backends
-
+    from . import backends
     from .config import ConfigError
 
     if context.world_size > 1 and backends.backend_class(config.execution.backend).paid:

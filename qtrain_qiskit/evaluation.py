@@ -54,8 +54,7 @@ def evaluate_run(path: str | Path, *, checkpoint: str = "best", overrides: dict[
     On a sampled backend the exact figure (torch engine, float64) and the total-variation distance
     between the sampled and exact probabilities are reported beside it.
     """
-    import backends
-
+    from . import backends
     from .model import resolve_device
 
     run = RunDir.existing(path)

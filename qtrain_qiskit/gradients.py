@@ -14,7 +14,7 @@ import numpy as np
 from qiskit import QuantumCircuit
 from qiskit.circuit import Parameter
 
-from backends import Backend
+from .backends import Backend
 
 SHIFT_GATES = ("rx", "ry", "rz", "p")  # exp(-i theta G / 2) with G^2 = 1, up to a global phase
 

@@ -21,8 +21,7 @@ from .targets import count_parameters, parameter_layout
 if TYPE_CHECKING:
     from qiskit import QuantumCircuit
 
-    from backends import Backend
-
+    from .backends import Backend
     from .config import Config
     from .gradients import GradientMethod
 
@@ -186,7 +185,7 @@ def build_backend(config: Config, device: torch.device, *, job_ledger: object = 
     """The configured backend, given the options its constructor declares (cheap: nothing runs)."""
     import inspect
 
-    import backends
+    from . import backends
 
     cls = backends.backend_class(config.execution.backend)
     offered = {

@@ -21,9 +21,8 @@ from qiskit_machine_learning.connectors.torch_connector import _TorchNNFunction
 from qiskit_machine_learning.neural_networks import NeuralNetwork
 from torch import nn
 
-from backends import Backend
-from backends.torch_statevector import TorchStatevectorBackend
-
+from .backends import Backend
+from .backends.torch_statevector import TorchStatevectorBackend
 from .gradients import GradientMethod, get_gradient
 
 

@@ -1,56 +1,12 @@
 """Print JSON with the median training-step time (or circuit-evaluation time) of a configuration.
 
-python scripts/benchmark.py --backend torch_statevector --grad adjoint --steps 200
-python scripts/benchmark.py --backend aer_statevector --grad param_shift --steps 10
-python scripts/benchmark.py --evaluate --backend aer_noisy --noise fake_torino --shots 4096 --steps 3
-python scripts/benchmark.py --backend torch_statevector --scaling 13,14,15,16 --steps 5   # target mlp ~ 2^N
+A thin wrapper kept for ``python scripts/benchmark.py``; the command lives in `qtrain_qiskit.commands.benchmark`
+(also installed as ``qtrain-benchmark``). Run with --help for its options.
 """
 
-from __future__ import annotations
+from qtrain_qiskit.commands.benchmark import cli, main
 
-import argparse
-import json
-import sys
-
-from qtrain_qiskit.benchmark import time_evaluations, time_scaling, time_steps
-from qtrain_qiskit.cli import run_main
-from qtrain_qiskit.config import ConfigError, build_parser, from_args
-
-
-def parse_qubits(text: str) -> list[int]:
-    """``13,14,16`` or ``13-16`` -> qubit counts, each with an mlp target of that size (>= 10)."""
-    try:
-        parts = [part.split("-") for part in text.split(",")]
-        qubits = [n for part in parts for n in range(int(part[0]), int(part[-1]) + 1)]
-    except ValueError:
-        raise ConfigError(f"--scaling: expected qubit counts such as 13,14,15 or 13-20, got {text!r}") from None
-    if not qubits or min(qubits) < 10 or any(len(part) > 2 for part in parts):
-        raise ConfigError(f"--scaling: qubit counts must be >= 10 (the smallest mlp target), got {text!r}")
-    return qubits
-
-
-def main(argv: list[str] | None = None) -> int:
-    def extra(parser: argparse.ArgumentParser) -> None:
-        parser.add_argument("--steps", type=int, default=50, help="timed steps")
-        parser.add_argument("--warmup", type=int, default=3, help="untimed steps first")
-        parser.add_argument("--evaluate", action="store_true", help="time --steps circuit evaluations instead")
-        parser.add_argument(
-            "--scaling",
-            metavar="N,N,...",
-            help="time steps and peak memory per qubit count N, target mlp_<hidden> with M just under 2^N",
-        )
-
-    args = build_parser(__doc__.splitlines()[0], extra).parse_args(argv)
-    config = from_args(args)
-    if args.scaling:
-        result = time_scaling(config, parse_qubits(args.scaling), args.steps, args.warmup)
-    elif args.evaluate:
-        result = time_evaluations(config, args.steps)
-    else:
-        result = time_steps(config, args.steps, args.warmup)
-    print(json.dumps(result, indent=2))
-    return 0
-
+__all__ = ["main"]
 
 if __name__ == "__main__":
-    sys.exit(run_main(main))
+    cli()

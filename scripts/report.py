@@ -1,31 +1,12 @@
 """Build the results table (Markdown + CSV) and the accuracy-vs-parameters curve from run directories.
 
-python scripts/report.py runs/* --out docs/results/accuracy
-python scripts/report.py runs/mnist_best_s0 runs/mnist_best_s1 runs/mnist_best_s2 --out /tmp/report
-
-Runs are grouped by their configuration name (mean ± std over the seeds of a group).
+A thin wrapper kept for ``python scripts/report.py``; the command lives in `qtrain_qiskit.commands.report`
+(also installed as ``qtrain-report``). Run with --help for its options.
 """
 
-from __future__ import annotations
+from qtrain_qiskit.commands.report import cli, main
 
-import sys
-from pathlib import Path
-
-from qtrain_qiskit.cli import run_main
-from qtrain_qiskit.config import StrictParser
-from qtrain_qiskit.report import write_report
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = StrictParser(description=__doc__.splitlines()[0], allow_abbrev=False)
-    parser.add_argument("runs", nargs="+", help="finished run directories")
-    parser.add_argument("--out", required=True, help="folder for results.md, results.csv, accuracy_vs_params.png")
-    args = parser.parse_args(argv)
-    for path in write_report(args.runs, Path(args.out)):
-        print(path)
-    print((Path(args.out) / "results.md").read_text(), end="")
-    return 0
-
+__all__ = ["main"]
 
 if __name__ == "__main__":
-    sys.exit(run_main(main))
+    cli()

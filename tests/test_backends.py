@@ -5,9 +5,9 @@ import pytest
 from qiskit import QuantumCircuit
 from qiskit.circuit import ParameterVector
 from qiskit.quantum_info import Statevector
+from qtrain_qiskit.backends import Backend, register
 
-import backends
-from backends import Backend, register
+from qtrain_qiskit import backends
 from qtrain_qiskit.ansatz import build_ansatz
 
 EXACT = [name for name in backends.available() if backends.backend_class(name).exact]

@@ -8,10 +8,10 @@ from qiskit import QuantumCircuit
 from qiskit.circuit import ParameterVector
 from qiskit_ibm_runtime.exceptions import RuntimeJobFailureError
 from qiskit_ibm_runtime.fake_provider import FakeGuadalupeV2
+from qtrain_qiskit.backends import BackendError
+from qtrain_qiskit.backends.devices import fake_device, fake_device_names, to_isa
 
-import backends
-from backends import BackendError
-from backends.devices import fake_device, fake_device_names, to_isa
+from qtrain_qiskit import backends
 from qtrain_qiskit.ansatz import build_ansatz
 from qtrain_qiskit.rundir import JobLedgerFile
 
@@ -263,7 +263,8 @@ def test_compacted_device_noise_matches_the_whole_device_simulation():
 
 
 def test_a_job_that_keeps_failing_stops_training_cleanly(mnist_root, tmp_path, monkeypatch):
-    from backends.ibm_runtime import IBMRuntimeBackend
+    from qtrain_qiskit.backends.ibm_runtime import IBMRuntimeBackend
+
     from qtrain_qiskit.rundir import LAST_CHECKPOINT, load_checkpoint_file
 
     real = IBMRuntimeBackend._run_with_retries

@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-import backends
+from qtrain_qiskit import backends
 from qtrain_qiskit.ansatz import build_ansatz, qubits_for
 from qtrain_qiskit.config import Config
 from qtrain_qiskit.mapping import MappingModel
@@ -125,7 +125,7 @@ from qtrain_qiskit.targets import MNISTCNN
 net = MNISTCNN()
 net.load_state_dict(torch.load({str(tmp_path / "classical_model.pt")!r}, weights_only=True))
 out = net(torch.ones(1, 1, 28, 28))
-assert not any(name.startswith(("qiskit", "backends")) for name in sys.modules), "quantum code imported"
+assert not any(name.startswith(("qiskit", "qtrain_qiskit.backends")) for name in sys.modules), "quantum code imported"
 print(",".join(f"{{v:.6f}}" for v in out[0].tolist()))
 """
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=True)

@@ -7,8 +7,8 @@ import math
 import numpy as np
 import pytest
 from qiskit.quantum_info import Statevector
+from qtrain_qiskit.backends.aer import AerShotsBackend
 
-from backends.aer import AerShotsBackend
 from qtrain_qiskit.ansatz import build_ansatz
 from qtrain_qiskit.config import ConfigError
 from qtrain_qiskit.sweeps.executor import run_tasks

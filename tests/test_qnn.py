@@ -7,9 +7,9 @@ import torch
 from qiskit import QuantumCircuit
 from qiskit.circuit import Parameter
 from qiskit_machine_learning.connectors import TorchConnector
+from qtrain_qiskit.backends import Backend
 
-import backends
-from backends import Backend
+from qtrain_qiskit import backends
 from qtrain_qiskit.ansatz import build_ansatz
 from qtrain_qiskit.gradients import get_gradient
 from qtrain_qiskit.qnn import ProbabilityQNN, TorchQuantumLayer, VJPTorchConnector, build_quantum_layer

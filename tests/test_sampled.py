@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 from qiskit.primitives import BitArray
 from qiskit_aer.primitives import SamplerV2 as AerSamplerV2
+from qtrain_qiskit.backends.counts import outcome_integers, probabilities_from_bits
 
-import backends
-from backends.counts import outcome_integers, probabilities_from_bits
+from qtrain_qiskit import backends
 from qtrain_qiskit.ansatz import build_ansatz
 from qtrain_qiskit.gradients import get_gradient
 

@@ -6,7 +6,7 @@ import math
 import pytest
 import torch
 
-import backends
+from qtrain_qiskit import backends
 from qtrain_qiskit.ansatz import build_ansatz, qubits_for
 from qtrain_qiskit.benchmark import peak_rss_mib
 from qtrain_qiskit.config import Config, ConfigError, apply, validate

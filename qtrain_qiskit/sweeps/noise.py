@@ -183,7 +183,7 @@ def plan(settings: NoiseSweepConfig) -> list[Cell]:
 
 def check_settings(settings: NoiseSweepConfig) -> NoiseSweepConfig:
     """Refuse a bad sweep before anything runs (conditions are parsed, devices looked up)."""
-    from backends.devices import fake_device_names
+    from ..backends.devices import fake_device_names
 
     unknown = sorted(set(settings.protocols) - set(PROTOCOLS))
     if unknown or not settings.protocols:

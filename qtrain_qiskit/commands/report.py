@@ -1,0 +1,36 @@
+"""Build the results table (Markdown + CSV) and the accuracy-vs-parameters curve from run directories.
+
+python scripts/report.py runs/* --out docs/results/accuracy
+python scripts/report.py runs/mnist_best_s0 runs/mnist_best_s1 runs/mnist_best_s2 --out /tmp/report
+
+Runs are grouped by their configuration name (mean ± std over the seeds of a group).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from ..cli import run_main
+from ..config import StrictParser
+from ..report import write_report
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = StrictParser(description=__doc__.splitlines()[0], allow_abbrev=False)
+    parser.add_argument("runs", nargs="+", help="finished run directories")
+    parser.add_argument("--out", required=True, help="folder for results.md, results.csv, accuracy_vs_params.png")
+    args = parser.parse_args(argv)
+    for path in write_report(args.runs, Path(args.out)):
+        print(path)
+    print((Path(args.out) / "results.md").read_text(), end="")
+    return 0
+
+
+def cli() -> None:
+    """Console entry point ``qtrain-report``."""
+    sys.exit(run_main(main))
+
+
+if __name__ == "__main__":
+    cli()
