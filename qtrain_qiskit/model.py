@@ -110,13 +110,16 @@ class QuantumTrain(nn.Module):
 
     def weights_from_probabilities(self, probs: torch.Tensor) -> torch.Tensor:
         """theta (M,) from given outcome probabilities (e.g. measured once on hardware)."""
-        theta = self.mapping(probs)
+        generated = self.mapping(probs)
+        # Centring and rescaling in float64: with the raw feature the weights differ by ~1e-5 of their
+        # common offset, below what a float32 sum over a tensor resolves.
+        theta = generated.double()
         if self.center == "global":
             theta = theta - theta.mean()
         elif self.center == "tensor":
             sums = torch.zeros_like(self.tensor_sizes, dtype=theta.dtype).index_add(0, self.tensor_index, theta)
             theta = theta - (sums / self.tensor_sizes)[self.tensor_index]
-        return theta if self.scale is None else self.scale(theta)
+        return (theta if self.scale is None else self.scale(theta)).to(generated.dtype)
 
     def classical_parameters(self) -> list[nn.Parameter]:
         """What is trained besides the angles: the mapping MLP and the per-tensor scales if any."""
