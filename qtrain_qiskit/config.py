@@ -79,7 +79,8 @@ class ExecutionConfig:
     backend: str = option("aer_statevector", "executor of the circuit (see backends.available())")
     grad: str = option(
         "auto",
-        "circuit gradient: auto (adjoint on exact backends, else param_shift), adjoint, param_shift or spsa",
+        "circuit gradient: auto (adjoint on exact backends, else param_shift), adjoint, param_shift or spsa; "
+        "on aer_statevector the adjoint's reverse pass runs in the torch engine on the same circuit",
         choices=("auto", "adjoint", "param_shift", "spsa"),
     )
     device: str = option("auto", "torch device for the classical side: auto, cpu, cuda, cuda:N, mps")
