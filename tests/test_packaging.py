@@ -46,7 +46,7 @@ def test_wheel_installs_backends_inside_the_package_with_console_commands(tmp_pa
     assert Path(found["backends"]).parent.parent.name == "qtrain_qiskit"
     assert not found["top_level_backends"], "a top-level 'backends' package is importable"
     assert {"aer_statevector", "torch_statevector", "ibm_runtime"} <= set(found["available"])
-    commands = ("qtrain-train", "qtrain-evaluate", "qtrain-benchmark", "qtrain-noise-sweep", "qtrain-grid", "qtrain-report")
-    assert all((env_dir / "bin" / command).is_file() for command in commands)
+    commands = ("train", "evaluate", "benchmark", "noise-sweep", "grid", "report")
+    assert all((env_dir / "bin" / f"qtrain-{command}").is_file() for command in commands)
     result = subprocess.run([env_dir / "bin" / "qtrain-train", "--help"], capture_output=True, text=True, cwd=tmp_path)
     assert result.returncode == 0 and "usage:" in result.stdout
