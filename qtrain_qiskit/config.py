@@ -252,17 +252,22 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     return data
 
 
+def check_choices(settings: Any) -> None:
+    """Every field of the dataclass ``settings`` whose metadata lists choices holds one of them."""
+    for f in dataclasses.fields(settings):
+        value, choices = getattr(settings, f.name), f.metadata.get("choices")
+        if choices and value not in choices:
+            raise ConfigError(f"{f.name}: {value!r} is not one of {', '.join(choices)}")
+
+
 def validate(config: Config) -> Config:
     """Check choices and ranges once, at the edge; raise ConfigError naming the first problem."""
     import torch
 
     from . import backends  # the registry decides which backend names exist
 
-    for key, (section, f, _) in _fields().items():
-        value = getattr(config if section is None else getattr(config, section), key)
-        choices = f.metadata.get("choices")
-        if choices and value not in choices:
-            raise ConfigError(f"{key}: {value!r} is not one of {', '.join(choices)}")
+    for section in SECTIONS:
+        check_choices(getattr(config, section))
     from .targets import build_target, check_target, count_parameters
 
     try:
