@@ -51,8 +51,9 @@ class ModelConfig:
     )
     weight_scale: str = option(
         "target_init",
-        "per-tensor spread of the generated weights: target_init (the spread of the target's own init, fixed), "
-        "learned (starts there, one trained factor per tensor), or none (the mapping's raw output)",
+        "per-tensor scale of the generated weights: target_init (a fixed gain per tensor, set at the first "
+        "forward, so training starts at the spread of the target's own init), learned (renormalized every "
+        "step with one trained factor per tensor), or none (the mapping's raw output)",
         choices=("target_init", "learned", "none"),
     )
     bit_init_scale: float = option(
