@@ -57,7 +57,9 @@ class ModelConfig:
         choices=("target_init", "learned", "none"),
     )
     bit_init_scale: float = option(
-        0.0, "scale of the mapping's initial weights on the basis bits (0: weights start i.i.d.; 1: torch default)"
+        1.0,
+        "scale of the mapping's initial weights on the basis bits (1: torch's default; 0: each weight starts as "
+        "a function of its own probability only, full-rank tensors, for deep circuits)",
     )
     mapping_chunk: int | None = option(
         65536, "rows of the mapping MLP per checkpointed chunk, a power of two (bounds its memory; 0: all at once)"

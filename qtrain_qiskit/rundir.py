@@ -208,3 +208,12 @@ def load_checkpoint_file(path: Path) -> dict[str, Any]:
     if data["format"] != CHECKPOINT_FORMAT:
         raise RunDirError(f"checkpoint {path} has format {data['format']}, this version reads {CHECKPOINT_FORMAT}")
     return data
+
+
+def load_model_state(model: torch.nn.Module, state: dict[str, Any], source: str) -> None:
+    """Load checkpointed weights, or say in one line that they belong to another configuration."""
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as exc:
+        reason = str(exc).strip().splitlines()[0]
+        raise RunDirError(f"checkpoint {source} does not fit this configuration ({reason})") from None

@@ -207,7 +207,7 @@ def test_non_finite_loss_skip_policy_counts_skips(mnist_root, tmp_path, monkeypa
         loss = real(logits, y, **kwargs)
         return loss * math.nan if calls["n"] in (3, 7) and logits.requires_grad else loss
 
-    monkeypatch.setattr(trainer.nn.functional, "cross_entropy", sometimes_nan)
+    monkeypatch.setattr(torch.nn.functional, "cross_entropy", sometimes_nan)
     run = RunDir.create(tmp_path / "run")
     summary = trainer.train(api_config(mnist_root, on_nonfinite="skip", epochs=1), run, log=lambda _: None)
     assert summary["skipped_steps"] == 2

@@ -41,10 +41,10 @@ def test_each_generated_tensor_starts_with_the_spread_of_the_targets_init(seed, 
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
-def test_generated_matrices_start_full_rank_not_as_a_smooth_function_of_the_index(seed):
+def test_zero_bit_start_makes_generated_matrices_full_rank(seed):
     """The 30x200 layer is 90% of the reference CNN; with bit weights at torch's init its generated
     rows are correlated (effective rank ~0.75 of full); a standard init gives ~0.98."""
-    start = _model(seed)
+    start = _model(seed, bit_init_scale=0.0)
     with torch.no_grad():
         matrix = start.weight_views(start.generate_weights())["classifier.1.weight"]
     assert _effective_rank(matrix) > 0.93
@@ -54,8 +54,8 @@ def test_generated_matrices_start_full_rank_not_as_a_smooth_function_of_the_inde
     assert _effective_rank(matrix) < 0.9
 
 
-def test_mapping_starts_blind_to_the_bits_and_learns_them():
-    model = _model(0)
+def test_zero_bit_start_is_blind_to_the_bits_and_learns_them():
+    model = _model(0, bit_init_scale=0.0)
     first = model.mapping.mlp[0]
     assert torch.count_nonzero(first.weight[:, : model.mapping.num_qubits]) == 0
     model(torch.randn(4, 1, 28, 28)).square().sum().backward()

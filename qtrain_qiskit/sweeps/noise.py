@@ -313,23 +313,19 @@ def _test_data(dataset: str, data_dir: str | None, download: bool, subset: int |
 @functools.lru_cache(maxsize=2)
 def load_run(path: str, checkpoint: str, data_dir: str | None, subset: int | None) -> LoadedRun:
     """A run's model executed exactly, its test data and exact figures (once per process and run)."""
-    from ..evaluation import CHECKPOINTS
+    from ..evaluation import CHECKPOINTS, score
     from ..model import build_model
-    from ..trainer import evaluate, load_model_state
+    from ..rundir import load_model_state
 
     run = RunDir.existing(path)
     config = apply(run.config(), Condition("exact").overrides(), "noise sweep")
     config = apply(config, {"device": "cpu", "data_dir": data_dir or config.data.data_dir}, "noise sweep")
     model = build_model(validate(config), torch.device("cpu"))
     load_model_state(model, run.load_checkpoint(CHECKPOINTS[checkpoint])["model"], f"of {path}")
-    model.eval()
     with torch.no_grad():
         probs = model.quantum().double()
-        theta = model.weights_from_probabilities(probs)
     data = _test_data(config.data.dataset, config.data.data_dir, config.data.download, subset)
-    _, accuracy = evaluate(
-        lambda x: model.run_target(theta, x), data, config.train.eval_batch_size, torch.device("cpu")
-    )
+    _, accuracy = score(model, data, config.train.eval_batch_size, probs=probs)
     circuit = model.quantum.circuit if hasattr(model.quantum, "circuit") else model.quantum.neural_network.circuit
     angles = model.quantum.weight.detach().double().numpy()[None, :]
     return LoadedRun(config, model, circuit, angles, probs.numpy(), data, accuracy)
@@ -338,25 +334,21 @@ def load_run(path: str, checkpoint: str, data_dir: str | None, subset: int | Non
 @torch.no_grad()
 def evaluate_under(loaded: LoadedRun, condition: Condition, seed: int) -> dict[str, float]:
     """Execute the run's circuit once under ``condition``, regenerate the weights, test them."""
-    from ..evaluation import total_variation
+    from ..evaluation import score, total_variation
     from ..model import build_backend
-    from ..trainer import evaluate
 
     config = apply(copy.deepcopy(loaded.config), {**condition.overrides(), "seed": seed}, "noise sweep")
     backend = build_backend(config, torch.device("cpu"))
     backend.prepare(loaded.circuit)
     probs = backend.probabilities(loaded.circuit, loaded.angles)[0]
-    theta = loaded.model.weights_from_probabilities(torch.as_tensor(probs))
-    loss, accuracy = evaluate(
-        lambda x: loaded.model.run_target(theta, x), loaded.data, config.train.eval_batch_size, torch.device("cpu")
-    )
+    loss, accuracy = score(loaded.model, loaded.data, config.train.eval_batch_size, probs=torch.as_tensor(probs))
     tvd = total_variation(probs, loaded.exact_probs)
     return {"accuracy": accuracy, "loss": loss, "tvd": tvd, "exact_accuracy": loaded.exact_accuracy}
 
 
 def _train(context: SweepContext, cell: Cell, seed: int) -> str:
     """Train under ``cell.trained_under`` into its own run directory; resumes a cut-off attempt."""
-    from ..trainer import train_or_resume
+    from .resume import train_or_resume
 
     path = Path(context.out) / "training" / f"{cell.key.replace('/', '_').replace(':', '-')}_r{cell.repeat}"
     under = cell.condition if cell.trained_under != "exact" else Condition("exact")
