@@ -105,9 +105,7 @@ class VJPTorchConnector(TorchConnector):
 class TorchQuantumLayer(nn.Module):
     """The exact torch engine as a module: probabilities by differentiable torch operations."""
 
-    def __init__(
-        self, circuit: QuantumCircuit, backend: Backend, initial_weights: torch.Tensor
-    ) -> None:
+    def __init__(self, circuit: QuantumCircuit, backend: Backend, initial_weights: torch.Tensor) -> None:
         super().__init__()
         self.circuit, self.backend = circuit, backend
         self.weight = nn.Parameter(torch.as_tensor(initial_weights, dtype=torch.float32).clone())

@@ -113,8 +113,6 @@ def table(groups: Sequence[Group], title: str) -> str:
     return text
 
 
-
-
 def _exact_line(ax: object, groups: Sequence[Group]) -> None:
     exact = next((g for g in groups if g.protocol == "inference" and g.kind == "exact"), None)
     if exact is not None:
