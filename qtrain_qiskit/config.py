@@ -17,6 +17,12 @@ from typing import Any
 
 import yaml
 
+# Each choice list is written once, in the module that implements it.
+from .ansatz import ENTANGLEMENTS
+from .data import DATASETS
+from .mapping import ACTIVATIONS, FEATURES
+from .model import CENTERING, WEIGHT_SCALES
+
 
 class ConfigError(ValueError):
     """Bad configuration or flag: reported as one line, exit status 2."""
@@ -38,23 +44,23 @@ class ModelConfig:
     target: str = option(
         "mnist_cnn", "target network whose weights are generated: mnist_cnn, cifar_cnn or mlp_<hidden>"
     )
-    features: str = option("scaled", "probability feature fed to the mapping", choices=("raw", "scaled", "standard"))
+    features: str = option("scaled", "probability feature fed to the mapping", choices=FEATURES)
     hidden: list[int] = option([20], "hidden layer sizes of the mapping MLP, e.g. 20 or 32,32")
-    activation: str = option("relu", "mapping MLP activation", choices=("relu", "tanh", "gelu", "silu"))
+    activation: str = option("relu", "mapping MLP activation", choices=tuple(ACTIVATIONS))
     feature_alpha: float = option(1.0, "scaled feature exponent alpha")
     feature_beta: float = option(1.0, "scaled feature multiplier beta")
     feature_gamma: float = option(1.0, "scaled feature slope gamma (on 2^(N-1) P)")
     center: str = option(
         "tensor",
         "centring of the generated weights: per target tensor, over all, or none",
-        choices=("tensor", "global", "none"),
+        choices=CENTERING,
     )
     weight_scale: str = option(
         "target_init",
         "per-tensor scale of the generated weights: target_init (a fixed gain per tensor, set at the first "
         "forward, so training starts at the spread of the target's own init), learned (renormalized every "
         "step with one trained factor per tensor), or none (the mapping's raw output)",
-        choices=("target_init", "learned", "none"),
+        choices=WEIGHT_SCALES,
     )
     bit_init_scale: float = option(
         1.0,
@@ -70,7 +76,7 @@ class ModelConfig:
 class CircuitConfig:
     qubits: int | None = option(None, "qubits N (default ceil(log2 M) of the target)")
     blocks: int = option(8, "ansatz blocks L (RY layer + CNOT chain each)")
-    entanglement: str = option("linear", "CNOT pattern per block", choices=("linear", "circular"))
+    entanglement: str = option("linear", "CNOT pattern per block", choices=ENTANGLEMENTS)
     init: str = option(
         "uniform", "angle initialization: uniform in [-s, s] or normal(0, s)", choices=("uniform", "normal")
     )
@@ -135,7 +141,7 @@ class TrainConfig:
 
 @dataclass
 class DataConfig:
-    dataset: str = option("mnist", "dataset", choices=("mnist", "fashion_mnist", "cifar10"))
+    dataset: str = option("mnist", "dataset", choices=tuple(DATASETS))
     data_dir: str | None = option(None, "dataset root (default: $QTRAIN_DATA_DIR, else ./data)")
     download: bool = option(True, "download the dataset into the data root when it is missing there")
     val_fraction: float = option(0.2, "fraction of the training set held out for validation")
