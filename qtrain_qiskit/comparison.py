@@ -18,12 +18,13 @@ from pathlib import Path
 
 import numpy as np
 
+from .config import QUANTUM_STAGES
 from .report import Group, RunResult
 from .rundir import write_atomic
 from .sweeps.results import markdown_table
 
 COMPARISON_FILE, COMPARISON_CURVE = "comparison.md", "comparison_vs_params.png"
-REFERENCE = "trained"
+REFERENCE = QUANTUM_STAGES[0]  # "trained": the model every other variant is paired with
 WILCOXON_MIN_SEEDS = 5
 EXACT_BOOTSTRAP_LIMIT = 50_000  # enumerate all n^n resamples up to this many, else sample
 
@@ -77,8 +78,16 @@ def comparison_groups(groups: Sequence[Group]) -> dict[str, list[Group]]:
         if group.first.group:
             out.setdefault(group.first.group, []).append(group)
     for members in out.values():
-        members.sort(key=lambda g: (g.first.method == "classical", g.first.quantum != REFERENCE, g.name))
+        members.sort(key=_order)
     return out
+
+
+def _order(group: Group) -> tuple[int, int]:
+    """The trained circuit, its ablations in QUANTUM_STAGES order, then the CNNs by size."""
+    run = group.first
+    if run.method == "classical":
+        return len(QUANTUM_STAGES), run.trainable_params
+    return QUANTUM_STAGES.index(run.quantum), 0
 
 
 HEADER = [
