@@ -62,9 +62,13 @@ class ModelConfig:
         choices=("tensor", "global", "none"),
     )
     weight_scale: str = option(
-        "none",
-        "learned: standardize each generated tensor and learn its scale (from the target's init spread)",
-        choices=("none", "learned"),
+        "target_init",
+        "per-tensor spread of the generated weights: target_init (the spread of the target's own init, fixed), "
+        "learned (starts there, one trained factor per tensor), or none (the mapping's raw output)",
+        choices=("target_init", "learned", "none"),
+    )
+    bit_init_scale: float = option(
+        0.0, "scale of the mapping's initial weights on the basis bits (0: weights start i.i.d.; 1: torch default)"
     )
     mapping_chunk: int | None = option(
         65536, "rows of the mapping MLP per checkpointed chunk, a power of two (bounds its memory; 0: all at once)"
@@ -356,13 +360,20 @@ def validate(config: Config) -> Config:
 def check_quantum_stage(config: Config) -> None:
     """An ablation belongs to a Quantum-Train run, and one without a circuit to an exact backend.
 
-    A sampled or paid backend would be asked to run nothing: refusing says so before any cost.
+    A sampled or paid backend would be asked to run nothing: refusing says so before any cost. The
+    bits-only mapping cannot start with zero bit weights (issue 13's default for the QT model, where
+    the probability feature varies the start): it would have no varying input at all.
     """
     from . import backends
 
     stage, backend = config.model.quantum, config.execution.backend
     if stage != "trained" and config.model.method == "classical":
         raise ConfigError(f"quantum: {stage} is an ablation of quantum_train; --method classical has no quantum stage")
+    if stage == "none" and config.model.bit_init_scale == 0:
+        raise ConfigError(
+            "quantum: none leaves the basis bits as the mapping's only input, and --bit-init-scale 0 starts "
+            "their weights at zero (every generated weight equal): use --bit-init-scale 1 (torch's default init)"
+        )
     if stage in NO_CIRCUIT and not backends.backend_class(backend).exact:
         raise ConfigError(
             f"quantum: {stage} executes no circuit, so the sampled backend {backend} has nothing to run; "

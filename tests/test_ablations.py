@@ -70,7 +70,7 @@ def test_separable_circuit_has_no_two_qubit_gate():
 
 
 def test_bits_only_mapping_has_no_probability_input():
-    model = tiny_model(quantum="none")
+    model = tiny_model(quantum="none", bit_init_scale=1.0)
     assert model.mapping.mlp[0].in_features == 7  # the bits, no probability feature
     p1, p2 = torch.rand(128), torch.rand(128)
     assert torch.equal(model.weights_from_probabilities(p1), model.weights_from_probabilities(p2))
@@ -81,8 +81,9 @@ def test_bits_only_mapping_has_no_probability_input():
 
 def test_trainable_count_matches_the_built_model():
     for stage in ("trained", "frozen", "random_vector", "separable", "none"):
-        config = validate(apply(Config(), {**TINY, "quantum": stage}, "test"))
-        assert trainable_count(config) == tiny_model(quantum=stage).parameter_counts()["trainable_params"], stage
+        overrides = {"quantum": stage, "bit_init_scale": 1.0}
+        config = validate(apply(Config(), {**TINY, **overrides}, "test"))
+        assert trainable_count(config) == tiny_model(**overrides).parameter_counts()["trainable_params"], stage
 
 
 def test_cnn_family_counts_and_the_equal_budget_match():
@@ -99,7 +100,8 @@ def test_cnn_family_counts_and_the_equal_budget_match():
     [
         (["--quantum", "entangled"], "quantum: 'entangled' is not one of trained"),
         (["--quantum", "random_vector", "--backend", "ibm_runtime"], "random_vector executes no circuit"),
-        (["--quantum", "none", "--backend", "aer_shots"], "none executes no circuit"),
+        (["--quantum", "none", "--bit-init-scale", "1", "--backend", "aer_shots"], "none executes no circuit"),
+        (["--quantum", "none"], "--bit-init-scale 0 starts their weights at zero"),
         (["--quantum", "frozen", "--method", "classical"], "has no quantum stage"),
         (["--target", "cnn_1_2"], "unknown target 'cnn_1_2'"),
     ],

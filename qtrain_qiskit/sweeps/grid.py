@@ -54,7 +54,9 @@ def comparison_variants(config: Config) -> list[tuple[str, dict[str, str]]]:
         matched = matched_cnn(trainable_count(config))
     except ValueError as exc:
         raise ConfigError(f"--compare: {exc}") from None
-    ablations = [(stage, {"quantum": stage}) for stage in QUANTUM_STAGES]
+    # the bits-only mapping starts from torch's default weights on its only input (see check_quantum_stage)
+    bits_only = {"bit_init_scale": str(config.model.bit_init_scale or 1.0)}
+    ablations = [(stage, {"quantum": stage, **(bits_only if stage == "none" else {})}) for stage in QUANTUM_STAGES]
     baselines = [(target, {"method": "classical", "target": target}) for target in (matched, config.model.target)]
     return ablations + baselines
 
