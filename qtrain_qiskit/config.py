@@ -63,8 +63,9 @@ class ModelConfig:
     )
     weight_scale: str = option(
         "target_init",
-        "per-tensor spread of the generated weights: target_init (the spread of the target's own init, fixed), "
-        "learned (starts there, one trained factor per tensor), or none (the mapping's raw output)",
+        "per-tensor scale of the generated weights: target_init (a fixed gain per tensor, set at the first "
+        "forward, so training starts at the spread of the target's own init), learned (renormalized every "
+        "step with one trained factor per tensor), or none (the mapping's raw output)",
         choices=("target_init", "learned", "none"),
     )
     bit_init_scale: float = option(
@@ -93,7 +94,8 @@ class ExecutionConfig:
     backend: str = option("aer_statevector", "executor of the circuit (see backends.available())")
     grad: str = option(
         "auto",
-        "circuit gradient: auto (adjoint on exact backends, else param_shift), adjoint, param_shift or spsa",
+        "circuit gradient: auto (adjoint on exact backends, else param_shift), adjoint, param_shift or spsa; "
+        "on aer_statevector the adjoint's reverse pass runs in the torch engine on the same circuit",
         choices=("auto", "adjoint", "param_shift", "spsa"),
     )
     device: str = option("auto", "torch device for the classical side: auto, cpu, cuda, cuda:N, mps")
@@ -270,17 +272,22 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     return data
 
 
+def check_choices(settings: Any) -> None:
+    """Every field of the dataclass ``settings`` whose metadata lists choices holds one of them."""
+    for f in dataclasses.fields(settings):
+        value, choices = getattr(settings, f.name), f.metadata.get("choices")
+        if choices and value not in choices:
+            raise ConfigError(f"{f.name}: {value!r} is not one of {', '.join(choices)}")
+
+
 def validate(config: Config) -> Config:
     """Check choices and ranges once, at the edge; raise ConfigError naming the first problem."""
     import torch
 
     from . import backends  # the registry decides which backend names exist
 
-    for key, (section, f, _) in _fields().items():
-        value = getattr(config if section is None else getattr(config, section), key)
-        choices = f.metadata.get("choices")
-        if choices and value not in choices:
-            raise ConfigError(f"{key}: {value!r} is not one of {', '.join(choices)}")
+    for section in SECTIONS:
+        check_choices(getattr(config, section))
     from .targets import build_target, check_target, count_parameters
 
     try:

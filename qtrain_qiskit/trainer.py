@@ -34,6 +34,7 @@ from .rundir import (
     SUMMARY_FILE,
     RunDir,
     RunDirError,
+    save_figure,
 )
 
 
@@ -176,11 +177,7 @@ def plot_curves(records: list[dict[str, Any]], run: RunDir) -> None:
     for ax in (ax_loss, ax_acc):
         ax.grid(alpha=0.3)
         ax.legend()
-    fig.tight_layout()
-    from .rundir import write_atomic
-
-    write_atomic(run.file(CURVES_FILE), lambda handle: fig.savefig(handle, format="png", dpi=100))
-    plt.close(fig)
+    save_figure(fig, run.file(CURVES_FILE), dpi=100)
 
 
 def _quiet(message: str) -> None:

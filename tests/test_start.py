@@ -85,3 +85,24 @@ def test_two_qubit_one_tensor_model_learns_in_a_few_steps():
         loss.backward()
         optimizer.step()
     assert (model(x).argmax(1) == y).float().mean().item() > 0.95
+
+
+def test_start_gains_are_fixed_saved_and_do_not_pin_the_tensor_norms():
+    model = _model(0, features="standard", lr=0.01)
+    optimizer = torch.optim.Adam(model.parameters(), lr=0.01)
+    x, y = torch.randn(16, 1, 28, 28), torch.randint(0, 10, (16,))
+    before = {name: view.norm().item() for name, view in model.weight_views(model.generate_weights()).items()}
+    gain = model.scale.gain.clone()
+    assert "scale.gain" in model.state_dict() and not gain.isnan().any()
+    for _ in range(5):
+        loss = nn.functional.cross_entropy(model(x), y)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    assert torch.equal(model.scale.gain, gain)  # set once, never trained or recomputed
+    after = {name: view.norm().item() for name, view in model.weight_views(model.generate_weights()).items()}
+    assert max(abs(after[n] / before[n] - 1) for n in before) > 1e-3  # norms move: no per-step renormalization
+
+    restored = _model(1, features="standard")  # other angles and mapping: its own first forward would differ
+    restored.load_state_dict(model.state_dict())
+    torch.testing.assert_close(restored.generate_weights(), model.generate_weights())

@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..config import Config, ConfigError, apply, option, validate
+from ..config import Config, ConfigError, apply, check_choices, option, validate
 from ..rundir import RunDir
 
 PROTOCOLS = ("inference", "training")
@@ -185,6 +185,7 @@ def check_settings(settings: NoiseSweepConfig) -> NoiseSweepConfig:
     """Refuse a bad sweep before anything runs (conditions are parsed, devices looked up)."""
     from ..backends.devices import fake_device_names
 
+    check_choices(settings)
     unknown = sorted(set(settings.protocols) - set(PROTOCOLS))
     if unknown or not settings.protocols:
         raise ConfigError(f"protocols: {unknown or 'none'} given; choose from {', '.join(PROTOCOLS)}")
@@ -195,7 +196,6 @@ def check_settings(settings: NoiseSweepConfig) -> NoiseSweepConfig:
         (settings.train_steps >= 1, "train_steps must be >= 1"),
         (settings.train_lr > 0, "train_lr must be > 0"),
         (settings.test_subset is None or settings.test_subset >= 1, "test_subset must be >= 1"),
-        (settings.checkpoint in ("best", "last"), "checkpoint must be best or last"),
         (all(0 <= p <= 1 for p in [*settings.depolarizing, *settings.readout]), "rates must be in [0, 1]"),
     ]
     for ok, message in checks:
