@@ -56,6 +56,9 @@ def probability_feature(
 class MappingModel(nn.Module):
     """MLP from [bits of i, feature of P(i)] to weight i, for i < num_weights.
 
+    ``probability_input=False`` is the ablation with no quantum input: the MLP sees the bits alone
+    (N inputs instead of N + 1) and ignores any P it is given.
+
     ``chunk`` (a power of two; None or 0: no chunking) bounds the rows the MLP sees at once.
     Each chunk runs under `torch.utils.checkpoint`, so backward recomputes one chunk's
     activations at a time: peak memory is a few vectors of M plus one chunk's activations,
@@ -88,8 +91,10 @@ class MappingModel(nn.Module):
         feature_gamma: float = 1.0,
         chunk: int | None = None,
         bit_init_scale: float = 1.0,
+        probability_input: bool = True,
     ) -> None:
         super().__init__()
+        self.probability_input = probability_input
         if chunk and chunk & (chunk - 1):
             raise ValueError(f"chunk must be a power of two, got {chunk}")
         self.num_qubits, self.num_weights, self.features = num_qubits, num_weights, features
@@ -99,7 +104,7 @@ class MappingModel(nn.Module):
         self.chunk = 2**self.low_qubits
         low_rows = min(num_weights, self.chunk)
         self.register_buffer("low_bits", basis_bits(low_rows, self.low_qubits, signed=self.signed), persistent=False)
-        sizes = [num_qubits + 1, *hidden]
+        sizes = [num_qubits + probability_input, *hidden]
         layers: list[nn.Module] = []
         for fan_in, fan_out in itertools.pairwise(sizes):
             layers += [nn.Linear(fan_in, fan_out), ACTIVATIONS[activation]()]
@@ -117,14 +122,17 @@ class MappingModel(nn.Module):
         return torch.cat([low, high.to(low).expand(len(low), -1)], dim=1)
 
     def rows(self, feature: torch.Tensor, start: int) -> torch.Tensor:
-        """Generated weights start..start+len(feature)-1 from their features."""
-        inputs = torch.cat([self.bits(start, start + len(feature)), feature[:, None]], dim=1)
+        """Generated weights start..start+len(feature)-1 from their features (an (n, 0) feature: bits only)."""
+        inputs = torch.cat([self.bits(start, start + len(feature)), feature], dim=1)
         return self.mlp(inputs).squeeze(-1)
 
     def forward(self, probs: torch.Tensor) -> torch.Tensor:
         """Generated weight vector of shape (num_weights,) from probabilities of shape (2^N,)."""
-        used = probs[: self.num_weights].to(self.low_bits.dtype)
-        feature = probability_feature(used, self.num_qubits, self.features, **self.feature_args)
+        if self.probability_input:
+            used = probs[: self.num_weights].to(self.low_bits.dtype)
+            feature = probability_feature(used, self.num_qubits, self.features, **self.feature_args)[:, None]
+        else:
+            feature = self.low_bits.new_empty(self.num_weights, 0)
         if self.num_weights <= self.chunk:
             return self.rows(feature, 0)
         recompute = torch.is_grad_enabled()
