@@ -39,6 +39,9 @@ class ModelConfig:
         "mnist_cnn", "target network whose weights are generated: mnist_cnn, cifar_cnn or mlp_<hidden>"
     )
     features: str = option("scaled", "probability feature fed to the mapping", choices=("raw", "scaled", "standard"))
+    weights_per_state: int = option(
+        1, "k: target weights generated per basis state (the mapping's outputs); qubits default to ceil(log2 ceil(M/k))"
+    )
     hidden: list[int] = option([20], "hidden layer sizes of the mapping MLP, e.g. 20 or 32,32")
     activation: str = option("relu", "mapping MLP activation", choices=("relu", "tanh", "gelu", "silu"))
     feature_alpha: float = option(1.0, "scaled feature exponent alpha")
@@ -61,7 +64,7 @@ class ModelConfig:
 
 @dataclass
 class CircuitConfig:
-    qubits: int | None = option(None, "qubits N (default ceil(log2 M) of the target)")
+    qubits: int | None = option(None, "qubits N (default ceil(log2 ceil(M / k)) of the target)")
     blocks: int = option(8, "ansatz blocks L (RY layer + CNOT chain each)")
     entanglement: str = option("linear", "CNOT pattern per block", choices=("linear", "circular"))
     init: str = option(
@@ -323,13 +326,19 @@ def validate(config: Config) -> Config:
             raise ConfigError(message)
     if config.execution.device.startswith("cuda") and not torch.cuda.is_available():
         raise ConfigError(f"device: {config.execution.device} asked for, but torch sees no CUDA device here")
-    if config.circuit.qubits is not None:
-        weights = count_parameters(build_target(config.model.target))
-        if 2**config.circuit.qubits < weights:
-            raise ConfigError(
-                f"qubits: 2^{config.circuit.qubits} = {2**config.circuit.qubits} outcomes cannot address "
-                f"the {weights} weights of {config.model.target}; need at least {math.ceil(math.log2(weights))}"
-            )
+    from .ansatz import qubits_for, states_for
+
+    weights, per_state = count_parameters(build_target(config.model.target)), config.model.weights_per_state
+    if not 1 <= per_state <= weights:
+        raise ConfigError(
+            f"weights_per_state: {per_state} is not between 1 and the {weights} weights of {config.model.target}"
+        )
+    if config.circuit.qubits is not None and 2**config.circuit.qubits < states_for(weights, per_state):
+        raise ConfigError(
+            f"qubits: 2^{config.circuit.qubits} = {2**config.circuit.qubits} outcomes cannot address "
+            f"the {weights} weights of {config.model.target}; need at least {qubits_for(weights, per_state)}"
+            + (f" at {per_state} weights per state" if per_state > 1 else "")
+        )
     return config
 
 

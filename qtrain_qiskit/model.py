@@ -174,11 +174,18 @@ def initial_angles(count: int, scheme: str, scale: float) -> torch.Tensor:
 
 
 def build_circuit(config: Config, num_weights: int) -> QuantumCircuit:
-    """The configured ansatz for a target of ``num_weights`` weights: N = ceil(log2 M) unless given."""
+    """The configured ansatz for a target of ``num_weights`` weights: N = ceil(log2 ceil(M / k)) unless given."""
     from .ansatz import build_ansatz, qubits_for
 
-    num_qubits = config.circuit.qubits or qubits_for(num_weights)
-    return build_ansatz(num_qubits, config.circuit.blocks, config.circuit.entanglement, num_weights=num_weights)
+    per_state = config.model.weights_per_state
+    num_qubits = config.circuit.qubits or qubits_for(num_weights, per_state)
+    return build_ansatz(
+        num_qubits,
+        config.circuit.blocks,
+        config.circuit.entanglement,
+        num_weights=num_weights,
+        weights_per_state=per_state,
+    )
 
 
 def build_backend(config: Config, device: torch.device, *, job_ledger: object = None) -> Backend:
@@ -239,6 +246,7 @@ def build_model(config: Config, device: torch.device, *, job_ledger: object = No
     mapping = MappingModel(
         circuit.num_qubits,
         num_weights,
+        weights_per_state=config.model.weights_per_state,
         hidden=config.model.hidden,
         activation=config.model.activation,
         features=config.model.features,
