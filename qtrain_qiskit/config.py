@@ -123,6 +123,11 @@ class TrainConfig:
     )
     max_steps: int | None = option(None, "stop after this many optimizer steps in all (hardware trials)")
     init_from: str | None = option(None, "start from the best weights of this run directory (fine-tuning)")
+    train_shots: int | None = option(
+        None,
+        "exact backend only: in training the mapping sees P estimated from this many shots, drawn afresh each "
+        "step (straight-through gradient); validation and test stay exact",
+    )
     on_nonfinite: str = option(
         "stop", "non-finite loss or gradient: stop the run, or skip the step", choices=("stop", "skip")
     )
@@ -302,6 +307,19 @@ def validate(config: Config) -> Config:
         (config.train.checkpoint_every >= 0, "checkpoint_every must be >= 0"),
         (config.execution.shots >= 1, "shots must be >= 1"),
         (config.train.max_steps is None or config.train.max_steps >= 1, "max_steps must be >= 1"),
+        (
+            config.train.train_shots is None or config.train.train_shots >= 1,
+            f"train_shots must be a positive integer, got {config.train.train_shots}",
+        ),
+        (
+            config.train.train_shots is None or backends.backend_class(config.execution.backend).exact,
+            f"train_shots: the {config.execution.backend} backend already samples; use an exact backend "
+            "(torch_statevector, aer_statevector)",
+        ),
+        (
+            config.train.train_shots is None or config.model.method == "quantum_train",
+            "train_shots: the classical method executes no circuit",
+        ),
         (config.execution.max_retries >= 0, "max_retries must be >= 0"),
         (config.execution.retry_backoff >= 0, "retry_backoff must be >= 0"),
         (config.execution.max_shots is None or config.execution.max_shots >= 1, "max_shots must be >= 1"),

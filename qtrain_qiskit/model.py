@@ -54,6 +54,9 @@ class QuantumTrain(nn.Module):
 
     The target's own parameters are frozen and never used: the forward pass runs the target
     functionally on the generated weights, so gradients flow into the angles and the mapping.
+
+    ``train_shots`` S: in training mode the mapping sees P estimated from S fresh shots (with a
+    straight-through gradient, see `shot_noise`); in eval mode and in `export` P stays exact.
     """
 
     def __init__(
@@ -64,8 +67,10 @@ class QuantumTrain(nn.Module):
         *,
         center: str = "tensor",
         weight_scale: str = "none",
+        train_shots: int | None = None,
     ) -> None:
         super().__init__()
+        self.train_shots = train_shots
         if center not in CENTERING:
             raise ValueError(f"center must be one of {', '.join(CENTERING)}, got {center!r}")
         self.target, self.quantum, self.mapping, self.center = target, quantum, mapping, center
@@ -85,7 +90,12 @@ class QuantumTrain(nn.Module):
         removes each tensor's mean, ``global`` the mean over all M (the QT authors'), ``none``
         neither (the seed's).
         """
-        return self.weights_from_probabilities(self.quantum())
+        probs = self.quantum()
+        if self.training and self.train_shots:
+            from .shot_noise import straight_through_shots
+
+            probs = straight_through_shots(probs, self.train_shots)
+        return self.weights_from_probabilities(probs)
 
     def weights_from_probabilities(self, probs: torch.Tensor) -> torch.Tensor:
         """theta (M,) from given outcome probabilities (e.g. measured once on hardware)."""
@@ -129,7 +139,7 @@ class QuantumTrain(nn.Module):
     def export(self) -> nn.Module:
         """A plain copy of the target carrying the generated weights: no quantum code needed."""
         model = copy.deepcopy(self.target)
-        for name, value in self.weight_views(self.generate_weights()).items():
+        for name, value in self.weight_views(self.weights_from_probabilities(self.quantum())).items():
             model.get_parameter(name).copy_(value)
         return model.requires_grad_(True)
 
@@ -255,5 +265,12 @@ def build_model(config: Config, device: torch.device, *, job_ledger: object = No
         feature_gamma=config.model.feature_gamma,
         chunk=config.model.mapping_chunk,
     )
-    model = QuantumTrain(target, quantum, mapping, center=config.model.center, weight_scale=config.model.weight_scale)
+    model = QuantumTrain(
+        target,
+        quantum,
+        mapping,
+        center=config.model.center,
+        weight_scale=config.model.weight_scale,
+        train_shots=config.train.train_shots,
+    )
     return model.to(device)
