@@ -94,6 +94,12 @@ class ExecutionConfig:
     depolarizing_1q: float = option(1e-3, "aer_noisy depolarizing probability after each 1-qubit gate")
     depolarizing_2q: float = option(1e-2, "aer_noisy depolarizing probability after each 2-qubit gate")
     readout_error: float = option(0.0, "aer_noisy probability that a measured bit flips")
+    mitigation: str = option(
+        "none",
+        "readout mitigation of measured counts: mthree (M3, calibrated on the device; aer_noisy with a fake "
+        "device, or ibm_runtime)",
+        choices=("none", "mthree"),
+    )
     spsa_perturbation: float = option(0.15, "SPSA perturbation c (radians) at step 0")
     spsa_decay: float = option(0.101, "SPSA perturbation decay: c_k = c / (k + 1)^decay")
     spsa_resamples: int = option(1, "SPSA estimates averaged per step (2 circuits each)")
@@ -288,6 +294,16 @@ def validate(config: Config) -> Config:
         raise ConfigError(
             f"grad: adjoint needs an exact backend with a reverse pass; {config.execution.backend} has none "
             "(use param_shift or spsa)"
+        )
+    execution = config.execution
+    if execution.mitigation != "none" and not (
+        execution.backend == "ibm_runtime" or (execution.backend == "aer_noisy" and execution.noise.startswith("fake_"))
+    ):
+        exact = " is exact:" if backends.backend_class(execution.backend).exact else " has no device readout:"
+        raise ConfigError(
+            f"mitigation: {execution.mitigation} corrects a device's measured counts; {execution.backend}"
+            f"{' --noise ' + execution.noise if execution.backend == 'aer_noisy' else ''}{exact} "
+            "use aer_noisy --noise fake_<device> or ibm_runtime"
         )
     checks = [
         (config.circuit.blocks >= 1, "blocks must be >= 1"),
