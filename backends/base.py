@@ -41,6 +41,9 @@ class Backend(ABC):
     exact: ClassVar[bool] = True
     paid: ClassVar[bool] = False  # executions cost money or queue time: checkpoint every step
     default_max_shots: ClassVar[int | None] = None  # shot budget applied when none is given
+    # Probabilities as differentiable torch operations (`torch_probabilities(circuit, values)`):
+    # the QNN then skips numpy and the connector, and autograd is the adjoint gradient.
+    torch_native: ClassVar[bool] = False
 
     def prepare(self, circuit: QuantumCircuit) -> object:  # noqa: B027 - optional hook
         """Resolve devices and credentials and compile ``circuit``, before any execution.

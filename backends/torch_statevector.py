@@ -301,6 +301,7 @@ class TorchStatevectorBackend(Backend):
 
     name = "torch_statevector"
     exact = True
+    torch_native = True
 
     def __init__(self, device: str | torch.device = "cpu", dtype: str | torch.dtype = torch.float64) -> None:
         self.device = torch.device(device)

@@ -53,9 +53,13 @@ class ModelConfig:
         choices=("tensor", "global", "none"),
     )
     weight_scale: str = option(
-        "none",
-        "learned: standardize each generated tensor and learn its scale (from the target's init spread)",
-        choices=("none", "learned"),
+        "target_init",
+        "per-tensor spread of the generated weights: target_init (the spread of the target's own init, fixed), "
+        "learned (starts there, one trained factor per tensor), or none (the mapping's raw output)",
+        choices=("target_init", "learned", "none"),
+    )
+    bit_init_scale: float = option(
+        0.0, "scale of the mapping's initial weights on the basis bits (0: weights start i.i.d.; 1: torch default)"
     )
     mapping_chunk: int | None = option(
         65536, "rows of the mapping MLP per checkpointed chunk, a power of two (bounds its memory; 0: all at once)"
@@ -78,7 +82,8 @@ class ExecutionConfig:
     backend: str = option("aer_statevector", "executor of the circuit (see backends.available())")
     grad: str = option(
         "auto",
-        "circuit gradient: auto (adjoint on exact backends, else param_shift), adjoint, param_shift or spsa",
+        "circuit gradient: auto (adjoint on exact backends, else param_shift), adjoint, param_shift or spsa; "
+        "on aer_statevector the adjoint's reverse pass runs in the torch engine on the same circuit",
         choices=("auto", "adjoint", "param_shift", "spsa"),
     )
     device: str = option("auto", "torch device for the classical side: auto, cpu, cuda, cuda:N, mps")

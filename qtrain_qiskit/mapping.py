@@ -70,6 +70,14 @@ class MappingModel(nn.Module):
     instead of M x (hidden sizes). The basis bits are not stored as an (M, N) matrix either:
     chunks start at multiples of 2^c, so the bits of their rows are a fixed (2^c, c) table of
     low bits next to the chunk's constant high bits.
+
+    ``bit_init_scale`` multiplies PyTorch's initial weights on the basis bits. At 1 the bits, of unit
+    variance, dominate the probability feature: weight i starts as a smooth function of its index,
+    so a generated matrix has correlated rows (reference CNN at step 0: effective rank 0.73 of full
+    for the 30x200 layer against 0.98 for a standard init) and every input reaches the same
+    penultimate representation (mean cosine 0.998 between images, 0.88 at a standard init). At 0
+    (the default) each weight starts as a function of its own outcome probability, which varies
+    from outcome to outcome like an i.i.d. random init; the bit weights still get gradients and learn.
     """
 
     def __init__(
@@ -85,6 +93,7 @@ class MappingModel(nn.Module):
         feature_beta: float = 1.0,
         feature_gamma: float = 1.0,
         chunk: int | None = None,
+        bit_init_scale: float = 0.0,
     ) -> None:
         super().__init__()
         if chunk and chunk & (chunk - 1):
@@ -104,6 +113,8 @@ class MappingModel(nn.Module):
             layers += [nn.Linear(fan_in, fan_out), ACTIVATIONS[activation]()]
         layers.append(nn.Linear(sizes[-1], weights_per_state))
         self.mlp = nn.Sequential(*layers)
+        with torch.no_grad():  # why 0 by default: see the class docstring
+            self.mlp[0].weight[:, :num_qubits] *= bit_init_scale
 
     def bits(self, start: int, stop: int) -> torch.Tensor:
         """Basis bits of rows start..stop-1 (start a multiple of the chunk), as the MLP takes them."""

@@ -28,20 +28,35 @@ if TYPE_CHECKING:
 CENTERING = ("tensor", "global", "none")
 
 
-class TensorScale(nn.Module):
-    """Standardize each target tensor's generated weights, then scale by a learned per-tensor factor.
+WEIGHT_SCALES = ("target_init", "learned", "none")
 
-    The factors start at the spread PyTorch's own initialization gives each tensor, so training
-    starts from a well-scaled target network whatever the mapping's output scale. Without this the
-    generated weights start orders of magnitude too small or too uniform and training can sit at
-    chance for hundreds of steps. Costs one parameter per target tensor.
+
+class TensorScale(nn.Module):
+    """Standardize each target tensor's generated weights to the spread PyTorch's init gives it.
+
+    One MLP shared by all M weights has one output scale, whatever a tensor's fan-in: measured at
+    step 0 on the reference CNN, the 200-input layer came out 3.7x wider than its standard init and
+    the first convolution 2.6x narrower, so the logits started large and input-independent and the
+    loss sat near or above ln 10. Rescaling every tensor to the spread of the target's own
+    initialization (``target_init``: fixed, no parameter) removes that, like the hypernetwork init of
+    Chang et al. (ICLR 2020) but exact at every step. ``learned`` starts there and trains one factor
+    per tensor (adds one parameter per tensor to the budget).
     """
 
-    def __init__(self, target: nn.Module, tensor_index: torch.Tensor, tensor_sizes: torch.Tensor) -> None:
+    def __init__(
+        self, target: nn.Module, tensor_index: torch.Tensor, tensor_sizes: torch.Tensor, *, learned: bool
+    ) -> None:
         super().__init__()
         self.register_buffer("tensor_index", tensor_index, persistent=False)
         self.register_buffer("tensor_sizes", tensor_sizes, persistent=False)
-        self.weight = nn.Parameter(torch.stack([p.detach().float().std() for p in target.parameters()]))
+        # Root mean square, not std: defined for one-element tensors. A tensor initialized to zero
+        # (some modules' biases) borrows the smallest non-zero spread, so it can still move.
+        spread = torch.stack([p.detach().float().pow(2).mean().sqrt() for p in target.parameters()])
+        spread = torch.where(spread > 0, spread, spread[spread > 0].min())
+        if learned:
+            self.weight = nn.Parameter(spread)
+        else:
+            self.register_buffer("weight", spread)
 
     def forward(self, theta: torch.Tensor) -> torch.Tensor:
         squares = torch.zeros_like(self.tensor_sizes, dtype=theta.dtype).index_add(0, self.tensor_index, theta**2)
@@ -66,7 +81,7 @@ class QuantumTrain(nn.Module):
         mapping: nn.Module,
         *,
         center: str = "tensor",
-        weight_scale: str = "none",
+        weight_scale: str = "target_init",
         train_shots: int | None = None,
     ) -> None:
         super().__init__()
@@ -80,7 +95,13 @@ class QuantumTrain(nn.Module):
         sizes = torch.tensor([math.prod(shape) for _, shape in self.layout])
         self.register_buffer("tensor_index", torch.repeat_interleave(torch.arange(len(sizes)), sizes), persistent=False)
         self.register_buffer("tensor_sizes", sizes.float(), persistent=False)
-        self.scale = TensorScale(target, self.tensor_index, self.tensor_sizes) if weight_scale == "learned" else None
+        if weight_scale not in WEIGHT_SCALES:
+            raise ValueError(f"weight_scale must be one of {', '.join(WEIGHT_SCALES)}, got {weight_scale!r}")
+        self.scale = (
+            None
+            if weight_scale == "none"
+            else TensorScale(target, self.tensor_index, self.tensor_sizes, learned=weight_scale == "learned")
+        )
 
     def generate_weights(self) -> torch.Tensor:
         """theta (M,): one circuit evaluation, the mapping model, then centring.
@@ -99,13 +120,16 @@ class QuantumTrain(nn.Module):
 
     def weights_from_probabilities(self, probs: torch.Tensor) -> torch.Tensor:
         """theta (M,) from given outcome probabilities (e.g. measured once on hardware)."""
-        theta = self.mapping(probs)
+        generated = self.mapping(probs)
+        # Centring and rescaling in float64: with the raw feature the weights differ by ~1e-5 of their
+        # common offset, below what a float32 sum over a tensor resolves.
+        theta = generated.double()
         if self.center == "global":
             theta = theta - theta.mean()
         elif self.center == "tensor":
             sums = torch.zeros_like(self.tensor_sizes, dtype=theta.dtype).index_add(0, self.tensor_index, theta)
             theta = theta - (sums / self.tensor_sizes)[self.tensor_index]
-        return theta if self.scale is None else self.scale(theta)
+        return (theta if self.scale is None else self.scale(theta)).to(generated.dtype)
 
     def classical_parameters(self) -> list[nn.Parameter]:
         """What is trained besides the angles: the mapping MLP and the per-tensor scales if any."""
@@ -245,7 +269,7 @@ def build_model(config: Config, device: torch.device, *, job_ledger: object = No
 
     target = build_target(config.model.target)
     if config.model.method == "classical":
-        return QuantumTrain(target, NoCircuit(), DirectWeights(target), center="none").to(device)
+        return QuantumTrain(target, NoCircuit(), DirectWeights(target), center="none", weight_scale="none").to(device)
     num_weights = count_parameters(target)
     circuit = build_circuit(config, num_weights)
     backend = build_backend(config, device, job_ledger=job_ledger)
@@ -264,6 +288,7 @@ def build_model(config: Config, device: torch.device, *, job_ledger: object = No
         feature_beta=config.model.feature_beta,
         feature_gamma=config.model.feature_gamma,
         chunk=config.model.mapping_chunk,
+        bit_init_scale=config.model.bit_init_scale,
     )
     model = QuantumTrain(
         target,

@@ -17,12 +17,10 @@ import numpy as np
 import torch
 from qiskit import QuantumCircuit
 from qiskit_machine_learning.connectors import TorchConnector
-from qiskit_machine_learning.connectors.torch_connector import _TorchNNFunction
 from qiskit_machine_learning.neural_networks import NeuralNetwork
 from torch import nn
 
 from .backends import Backend
-from .backends.torch_statevector import TorchStatevectorBackend
 from .gradients import GradientMethod, get_gradient
 
 
@@ -62,24 +60,34 @@ def _num_samples(input_data: np.ndarray | None) -> int:
 
 
 class _VJPFunction(torch.autograd.Function):
-    """TorchConnector's autograd function, with a backward that prefers the VJP."""
+    """P = network(weights) as an autograd node: one VJP per backward when the network gives one.
+
+    Written here rather than borrowed from qiskit-ml's private ``_TorchNNFunction``: that one casts
+    the probabilities to float32 and always contracts the full Jacobian. P stays float64 until the
+    mapping chooses its own precision.
+    """
 
     @staticmethod
     def forward(
-        ctx: Any, input_data: torch.Tensor, weights: torch.Tensor, neural_network: NeuralNetwork, sparse: bool
+        ctx: Any, input_data: torch.Tensor, weights: torch.Tensor, neural_network: NeuralNetwork
     ) -> torch.Tensor:
-        return _TorchNNFunction.forward(ctx, input_data, weights, neural_network, sparse)
+        ctx.neural_network = neural_network
+        ctx.save_for_backward(input_data, weights)
+        probs = neural_network.forward(input_data.detach().cpu().numpy(), weights.detach().cpu().numpy())
+        probs = probs[0] if input_data.dim() == 1 else probs  # one unbatched sample in, one out
+        return torch.as_tensor(probs, dtype=torch.float64, device=weights.device)
 
     @staticmethod
     def backward(ctx: Any, grad_output: torch.Tensor) -> tuple:
         network = ctx.neural_network
-        if ctx.sparse or not hasattr(network, "backward_vjp"):
-            return _TorchNNFunction.backward(ctx, grad_output)
-        input_data, weights = ctx.saved_tensors
-        grad = network.backward_vjp(
-            input_data.detach().cpu().numpy(), weights.detach().cpu().numpy(), grad_output.detach().cpu().numpy()
-        )
-        return None, torch.as_tensor(grad, dtype=weights.dtype, device=weights.device), None, None
+        input_data, weights = (t.detach().cpu().numpy() for t in ctx.saved_tensors)
+        grad = grad_output.detach().cpu().numpy()
+        if hasattr(network, "backward_vjp"):
+            weights_grad = network.backward_vjp(input_data, weights, grad)
+        else:  # any other qiskit-ml network: contract its (samples, outputs, weights) Jacobian
+            _, jacobian = network.backward(input_data, weights)
+            weights_grad = np.einsum("so,sow->w", grad.reshape(jacobian.shape[:2]), jacobian)
+        return None, torch.as_tensor(weights_grad, dtype=ctx.saved_tensors[1].dtype, device=grad_output.device), None
 
 
 class VJPTorchConnector(TorchConnector):
@@ -91,15 +99,13 @@ class VJPTorchConnector(TorchConnector):
     def forward(self, input_data: torch.Tensor | None = None) -> torch.Tensor:
         if input_data is None:
             input_data = torch.zeros(0, device=self.weight.device)
-        return _VJPFunction.apply(input_data, self.weight, self.neural_network, self.sparse)
+        return _VJPFunction.apply(input_data, self.weight, self.neural_network)
 
 
 class TorchQuantumLayer(nn.Module):
     """The exact torch engine as a module: probabilities by differentiable torch operations."""
 
-    def __init__(
-        self, circuit: QuantumCircuit, backend: TorchStatevectorBackend, initial_weights: torch.Tensor
-    ) -> None:
+    def __init__(self, circuit: QuantumCircuit, backend: Backend, initial_weights: torch.Tensor) -> None:
         super().__init__()
         self.circuit, self.backend = circuit, backend
         self.weight = nn.Parameter(torch.as_tensor(initial_weights, dtype=torch.float32).clone())
@@ -118,7 +124,7 @@ def build_quantum_layer(
     through the qiskit-ml network inside a `VJPTorchConnector`.
     """
     gradient = get_gradient(gradient) if isinstance(gradient, str) else gradient
-    if isinstance(backend, TorchStatevectorBackend) and gradient.name == "adjoint":
+    if backend.torch_native and gradient.name == "adjoint":
         return TorchQuantumLayer(circuit, backend, initial_weights)
     network = ProbabilityQNN(circuit, backend, gradient=gradient)
     return VJPTorchConnector(network, initial_weights=initial_weights.detach().cpu().numpy())

@@ -62,7 +62,8 @@ def test_functional_call_on_sliced_weights_equals_the_module(target_cls):
     target = target_cls()
     flat = torch.cat([p.detach().flatten() for p in target.parameters()])
     m = len(flat)
-    model = QuantumTrain(target, Fixed(torch.cat([flat, torch.zeros(8)])), Identity(m), center="none")
+    quantum, mapping = Fixed(torch.cat([flat, torch.zeros(8)])), Identity(m)
+    model = QuantumTrain(target, quantum, mapping, center="none", weight_scale="none")
     x = torch.randn(4, 1, 28, 28) if target_cls is MNISTCNN else torch.randn(4, 5)
     torch.testing.assert_close(model(x), target(x))
 
@@ -87,7 +88,8 @@ def test_centring(center):
     target = TinyMLP()
     m = count_parameters(target)
     theta = torch.rand(m) + 3.0
-    model = QuantumTrain(target, Fixed(torch.cat([theta, torch.zeros(8)])), Identity(m), center=center)
+    quantum, mapping = Fixed(torch.cat([theta, torch.zeros(8)])), Identity(m)
+    model = QuantumTrain(target, quantum, mapping, center=center, weight_scale="none")
     out = model.generate_weights()
     if center == "none":
         torch.testing.assert_close(out, theta)

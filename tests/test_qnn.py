@@ -6,6 +6,7 @@ import pytest
 import torch
 from qiskit import QuantumCircuit
 from qiskit.circuit import Parameter
+from qiskit.quantum_info import Statevector
 from qiskit_machine_learning.connectors import TorchConnector
 from qtrain_qiskit.backends import Backend
 
@@ -114,3 +115,27 @@ def test_param_shift_refuses_shared_parameters():
 def test_unknown_gradient_lists_known():
     with pytest.raises(ValueError, match="available: adjoint, param_shift, spsa"):
         get_gradient("magic")
+
+
+def test_connector_keeps_float64_probabilities_and_its_jacobian_fallback_matches_the_vjp():
+    """P reaches the mapping at Statevector's precision (the stock connector casts it to float32),
+    and a network without backward_vjp gets the same gradient through its Jacobian."""
+    circuit = build_ansatz(4, 2)
+    weights = np.random.default_rng(3).uniform(-1, 1, circuit.num_parameters)
+    qnn = ProbabilityQNN(circuit, backends.get_backend("aer_statevector"))
+    layer = VJPTorchConnector(qnn, initial_weights=weights)
+    probs = layer()
+    exact = Statevector(circuit.assign_parameters(layer.weight.detach().double().numpy())).probabilities()
+    assert probs.dtype == torch.float64
+    np.testing.assert_allclose(probs.detach().numpy(), exact, rtol=0, atol=1e-12)
+
+    class JacobianOnly(ProbabilityQNN):
+        backward_vjp = property(lambda self: (_ for _ in ()).throw(AttributeError))  # hasattr() is False
+
+    grad = torch.randn(16, dtype=torch.float64)
+    grads = []
+    for network in (qnn, JacobianOnly(circuit, backends.get_backend("aer_statevector"))):
+        layer = VJPTorchConnector(network, initial_weights=weights)
+        (layer() * grad).sum().backward()
+        grads.append(layer.weight.grad)
+    torch.testing.assert_close(grads[0], grads[1], rtol=1e-6, atol=1e-8)
