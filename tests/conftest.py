@@ -17,6 +17,25 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
 
+# The end-to-end tier: modules that run the scripts, subprocesses (kill -9, torchrun), sweeps, fake
+# devices or a wheel build. Everything else is the fast unit tier: `python -m pytest -m "not e2e"`.
+E2E_MODULES = {
+    "test_training",
+    "test_reliability",
+    "test_distributed",
+    "test_noise_sweep",
+    "test_hardware",
+    "test_scale",
+    "test_accuracy_tools",
+    "test_packaging",
+}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.module.__name__.rsplit(".", 1)[-1] in E2E_MODULES:
+            item.add_marker(pytest.mark.e2e)
+
 
 def write_idx(path: Path, array: np.ndarray) -> None:
     """An IDX file as torchvision reads it: magic (uint8 type, ndim), big-endian dims, data."""

@@ -3,7 +3,9 @@ import math
 import pytest
 import torch
 
+from qtrain_qiskit.config import Config, validate
 from qtrain_qiskit.mapping import MappingModel, basis_bits, probability_feature
+from qtrain_qiskit.model import build_model
 
 
 def test_basis_bits_match_python_bit_arithmetic():
@@ -17,7 +19,8 @@ def test_reference_mapping_parameter_count():
     # [14, 20, 1]: (14 * 20 + 20) + (20 * 1 + 1) = 321; with 13 x 8 angles the seed's 425.
     mapping = MappingModel(13, 6676, hidden=[20])
     assert sum(p.numel() for p in mapping.parameters()) == 321
-    assert 321 + 13 * 8 == 425
+    counts = build_model(validate(Config()), torch.device("cpu")).parameter_counts()
+    assert (counts["quantum_params"], counts["mapping_params"], counts["trainable_params"]) == (104, 321, 425)
     deeper = MappingModel(13, 6676, hidden=[32, 16])
     assert sum(p.numel() for p in deeper.parameters()) == (14 * 32 + 32) + (32 * 16 + 16) + (16 + 1)
 

@@ -199,10 +199,17 @@ def test_benchmark_script_prints_step_and_evaluation_times():
     )
     assert status == 0, err
     result = json.loads(out)
-    assert result["median_step_ms"] > 0 and result["steps"] == 3 and result["trainable_params"] == 13 + 321
+    assert result["p25_step_ms"] <= result["median_step_ms"] <= result["p75_step_ms"]
+    assert result["steps"] == 3 and (result["quantum_params"], result["mapping_params"]) == (13, 321)
     status, out, err = run_script_inprocess(
         "benchmark.py", "--evaluate", "--backend", "aer_noisy", "--shots", "100", "--blocks", "1", "--steps", "2"
     )
     assert status == 0, err
     result = json.loads(out)
     assert result["noise"] == "depolarizing" and result["shots"] == 100 and result["median_evaluation_s"] > 0
+
+
+@pytest.mark.parametrize("flags", [["--steps", "0"], ["--warmup", "-1"]])
+def test_benchmark_refuses_bad_step_counts_before_building_anything(flags):
+    status, _, err = run_script_inprocess("benchmark.py", "--backend", "torch_statevector", *flags)
+    assert status == 2 and err.strip().startswith("error: --steps must be >= 1") and len(err.strip().splitlines()) == 1

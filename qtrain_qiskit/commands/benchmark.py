@@ -41,6 +41,8 @@ def main(argv: list[str] | None = None) -> int:
         )
 
     args = build_parser(__doc__.splitlines()[0], extra).parse_args(argv)
+    if args.steps < 1 or args.warmup < 0:
+        raise ConfigError(f"--steps must be >= 1 and --warmup >= 0, got {args.steps} and {args.warmup}")
     config = from_args(args)
     if args.scaling:
         result = time_scaling(config, parse_qubits(args.scaling), args.steps, args.warmup)
