@@ -107,6 +107,7 @@ QUICK_K = ["--backend", "torch_statevector", "--weights-per-state", "64", "--hid
 QUICK_K += ["--train-subset", "320", "--batch-size", "32", "--lr", "0.01", "--eval-batch-size", "2000"]
 
 
+@pytest.mark.e2e
 def test_run_with_k_trains_exports_evaluates_and_resumes(mnist_root, tmp_path):
     data = ["--data-dir", str(mnist_root)]
     straight, split = tmp_path / "straight", tmp_path / "split"
