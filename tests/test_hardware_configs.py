@@ -25,7 +25,7 @@ def test_hardware_configs_fit_their_budgets(name, qubits, most):
     assert config.train.train_shots == 8192 and config.execution.backend == "torch_statevector"
 
 
-def test_fine_tuning_rehearsal_on_a_fake_device_prints_cost_guards_budget_records_jobs_and_resumes(mnist_root, tmp_path):
+def test_fine_tuning_rehearsal_on_a_fake_device_prints_cost_guards_budget_records_and_resumes(mnist_root, tmp_path):
     data = ["--data-dir", str(mnist_root), "--train-subset", "64", "--eval-batch-size", "5000"]
     origin = tmp_path / "hw"
     status, _, err = run_script_inprocess(
