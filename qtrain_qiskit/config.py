@@ -136,8 +136,8 @@ class TrainConfig:
     init_from: str | None = option(None, "start from the best weights of this run directory (fine-tuning)")
     train_shots: int | None = option(
         None,
-        "exact backend only: in training the mapping sees P estimated from this many shots, drawn afresh each "
-        "step (straight-through gradient); validation and test stay exact",
+        "in training on an exact backend the mapping sees P estimated from this many shots, drawn afresh each "
+        "step (straight-through gradient); validation and test stay exact; sampled backends use their own --shots",
     )
     on_nonfinite: str = option(
         "stop", "non-finite loss or gradient: stop the run, or skip the step", choices=("stop", "skip")
@@ -331,11 +331,6 @@ def validate(config: Config) -> Config:
         (
             config.train.train_shots is None or config.train.train_shots >= 1,
             f"train_shots must be a positive integer, got {config.train.train_shots}",
-        ),
-        (
-            config.train.train_shots is None or backends.backend_class(config.execution.backend).exact,
-            f"train_shots: the {config.execution.backend} backend already samples; use an exact backend "
-            "(torch_statevector, aer_statevector)",
         ),
         (
             config.train.train_shots is None or config.model.method == "quantum_train",

@@ -71,7 +71,8 @@ class QuantumTrain(nn.Module):
     functionally on the generated weights, so gradients flow into the angles and the mapping.
 
     ``train_shots`` S: in training mode the mapping sees P estimated from S fresh shots (with a
-    straight-through gradient, see `shot_noise`); in eval mode and in `export` P stays exact.
+    straight-through gradient, see `shot_noise`); in eval mode and in `export` P stays exact. On a
+    sampled backend the builder passes None: the backend's own shots are then the measurement.
     """
 
     def __init__(
@@ -296,6 +297,7 @@ def build_model(config: Config, device: torch.device, *, job_ledger: object = No
         mapping,
         center=config.model.center,
         weight_scale=config.model.weight_scale,
-        train_shots=config.train.train_shots,
+        # a sampled backend already gives the mapping measured P (evaluating or fine-tuning such a run there)
+        train_shots=config.train.train_shots if backend.exact else None,
     )
     return model.to(device)

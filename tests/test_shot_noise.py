@@ -15,7 +15,7 @@ from torch import nn
 from qtrain_qiskit.ansatz import build_ansatz
 from qtrain_qiskit.config import Config, ConfigError, apply, validate
 from qtrain_qiskit.mapping import MappingModel
-from qtrain_qiskit.model import QuantumTrain
+from qtrain_qiskit.model import QuantumTrain, build_model
 from qtrain_qiskit.qnn import TorchQuantumLayer
 from qtrain_qiskit.shot_noise import sample_counts, straight_through_shots
 
@@ -115,13 +115,20 @@ def test_forward_is_an_unbiased_fresh_estimate_and_eval_stays_exact():
     ("values", "message"),
     [
         ({"train_shots": 0}, "train_shots must be a positive integer, got 0"),
-        ({"train_shots": 64, "backend": "aer_shots"}, "train_shots: the aer_shots backend already samples"),
         ({"train_shots": 64, "method": "classical"}, "train_shots: the classical method executes no circuit"),
     ],
 )
 def test_bad_train_shots_are_one_line(values, message):
     with pytest.raises(ConfigError, match=message):
         validate(apply(Config(), values, "test"))
+
+
+def test_sampled_backends_keep_their_own_shots():
+    # A run trained with train_shots is evaluated or fine-tuned on sampled backends with its config.
+    config = validate(apply(Config(), {"train_shots": 64, "backend": "aer_shots", "weights_per_state": 64}, "test"))
+    assert build_model(config, torch.device("cpu")).train_shots is None
+    config = validate(apply(config, {"backend": "torch_statevector"}, "test"))
+    assert build_model(config, torch.device("cpu")).train_shots == 64
 
 
 @pytest.mark.parametrize("value", ["1.5", "many", "-3"])
