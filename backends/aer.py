@@ -23,7 +23,14 @@ from .base import Backend, BackendError
 from .counts import sample_probabilities
 from .devices import fake_device, to_isa
 from .mitigation import ReadoutMitigator
-from .noisy_simulation import NoisySimulation, device_simulation, sample
+from .noisy_simulation import (
+    DensityProgram,
+    NoisySimulation,
+    density_program,
+    device_simulation,
+    exact_distribution,
+    sample,
+)
 from .registry import register
 from .torch_statevector import TorchStatevectorBackend
 
@@ -209,3 +216,45 @@ class AerNoisyBackend(Backend):
         _, _, simulator, mitigator = self._prepared[id(circuit)]
         frequencies = sample(simulation, simulator, values, self.shots, self.rng)
         return frequencies if mitigator is None else mitigator.correct(frequencies, self.shots)
+
+
+@register
+class AerDensityBackend(AerNoisyBackend):
+    """The exact noisy distribution (no shot noise) of the same noisy simulation as `aer_noisy`.
+
+    Aer's density-matrix method runs the compacted device circuit (or the depolarizing one) under
+    the noise model, and readout errors are applied exactly to the probabilities. This is what
+    makes noise-aware training differentiable without shot noise: with the noise channels fixed
+    (IBM devices put angles in virtual RZ gates; depolarizing noise does not depend on the angle),
+    each probability is still a first-order trigonometric polynomial in each angle, so the
+    parameter-shift rule stays exact. Up to `noisy_simulation.MAX_DENSITY_QUBITS` qubits.
+    """
+
+    name = "aer_density"
+    exact = True  # no shot noise: --train-shots may add the measurement's
+
+    def __init__(
+        self,
+        noise: str = "depolarizing",
+        seed: int | None = None,
+        depolarizing_1q: float = 1e-3,
+        depolarizing_2q: float = 1e-2,
+        readout_error: float = 0.0,
+        aer_device: str = "CPU",
+    ) -> None:
+        super().__init__(noise, 1, seed, depolarizing_1q, depolarizing_2q, readout_error, aer_device)
+        self._programs: dict[int, tuple[QuantumCircuit, DensityProgram]] = {}
+
+    def prepare(self, circuit: QuantumCircuit) -> NoisySimulation:
+        simulation = super().prepare(circuit)
+        cached = self._programs.get(id(circuit))
+        if cached is None or cached[0] is not circuit:
+            try:
+                self._programs[id(circuit)] = (circuit, density_program(simulation, self.device))
+            except ValueError as exc:
+                raise BackendError(f"aer_density: {exc}") from None
+        return simulation
+
+    def _probabilities(self, circuit: QuantumCircuit, values: np.ndarray) -> np.ndarray:
+        self.prepare(circuit)
+        return exact_distribution(self._programs[id(circuit)][1], values)

@@ -373,6 +373,15 @@ def validate(config: Config) -> Config:
             f"the {weights} weights of {config.model.target}; need at least {qubits_for(weights, per_state)}"
             + (f" at {per_state} weights per state" if per_state > 1 else "")
         )
+    if config.execution.backend == "aer_density":
+        from .backends.noisy_simulation import MAX_DENSITY_QUBITS
+
+        qubits = config.circuit.qubits or qubits_for(weights, per_state)
+        if qubits > MAX_DENSITY_QUBITS:
+            raise ConfigError(
+                f"backend: aer_density holds a density matrix of at most {MAX_DENSITY_QUBITS} qubits; this model "
+                f"has {qubits} (raise --weights-per-state, e.g. 64 gives 7 qubits for mnist_cnn)"
+            )
     return config
 
 

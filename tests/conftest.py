@@ -30,6 +30,7 @@ E2E_MODULES = {
     "test_packaging",
     "test_mitigation",
     "test_hardware_configs",
+    "test_density",
 }
 
 
