@@ -16,7 +16,7 @@ NOISE = {"depolarizing_2q": 0.02, "readout_error": 0.03}
 
 @pytest.mark.parametrize("noise", ["depolarizing", "fake_guadalupe"])
 def test_density_matrix_is_the_limit_of_the_sampled_noisy_simulation(noise):
-    # Independent reference: aer_noisy's shots (trajectories, readout flips drawn per shot) at 100,000
+    # Independent reference: aer_noisy's shots (trajectories, readout flips drawn per shot) at 30,000
     # shots; the sampling error of a TVD over 8 outcomes is ~sqrt(8 / 30000) / 2 ~ 0.008.
     circuit = build_ansatz(3, 2)
     values = np.random.default_rng(0).uniform(-np.pi, np.pi, (2, circuit.num_parameters))
