@@ -232,6 +232,7 @@ class AerDensityBackend(AerNoisyBackend):
 
     name = "aer_density"
     exact = True  # no shot noise: --train-shots may add the measurement's
+    noisy = True
 
     def __init__(
         self,

@@ -362,7 +362,9 @@ def validate(config: Config) -> Config:
         raise ConfigError(f"device: {config.execution.device} asked for, but torch sees no CUDA device here")
     from .ansatz import qubits_for, states_for
 
-    weights, per_state = count_parameters(build_target(config.model.target)), config.model.weights_per_state
+    with torch.random.fork_rng(devices=[]):  # building the target to count M must not move the run's seed
+        weights = count_parameters(build_target(config.model.target))
+    per_state = config.model.weights_per_state
     if not 1 <= per_state <= weights:
         raise ConfigError(
             f"weights_per_state: {per_state} is not between 1 and the {weights} weights of {config.model.target}"
