@@ -1,77 +1,72 @@
-"""The targets table of README "Hardware" from the run and sweep files (run from the repository root,
-with the run directories runs/hw, runs/hw_compact and the sweeps runs/sweeps of docs/results/hardware/README)."""
+"""The targets table of README "Hardware", from the files kept here (run from the repository root).
 
-import json, csv, statistics as st
+    python docs/results/hardware/targets_table.py > docs/results/hardware/targets.md
 
+Each cell: mean over seeds 0, 1, 2 of one evaluation per seed, (min-max); `eval_<name>.json` come from
+scripts/evaluate.py, `sweep_results.csv` from scripts/noise_sweep.py (README "Hardware").
+"""
 
-def load(R, key):
-    if key.startswith("sweep:"):
-        name = R.split("/")[-1]
-        for r in csv.DictReader(open(f"runs/sweeps/{name}/results.csv")):
-            if r["condition"] == key[6:]:
-                return float(r["accuracy"])
-        return None
-    if key == "exact":
-        return json.load(open(f"{R}/summary.json"))["test_accuracy"]
-    try:
-        return json.load(open(f"{R}/eval_{key}.json"))["test_accuracy"]
-    except Exception:
-        return None
+import csv
+import json
+import statistics
+from pathlib import Path
 
-
-def fmt(vals):
-    vals = [v for v in vals if v is not None]
-    if not vals:
-        return "not run", None
-    m = st.mean(vals)
-    return (
-        f"{100 * m:.2f}% ({100 * min(vals):.2f}-{100 * max(vals):.2f}){'' if len(vals) == 3 else f' [{len(vals)} seeds]'}",
-        m,
-    )
-
-
-rows = [
-    ("exact (torch engine, float64)", "exact"),
-    ("1,024 noiseless shots (`aer_shots`)", "shots1024"),
-    ("8,192 noiseless shots (sweep)", "sweep:shots:8192"),
-    ("fake_torino @ 8,192 (evaluate.py)", "fake_torino"),
-    ("fake_torino @ 8,192 + mthree", "fake_torino_mthree"),
-    ("fake_torino @ 8,192 (sweep, other seed)", "sweep:device:fake_torino@8192"),
-    ("fake_sherbrooke (Eagle) @ 8,192 (sweep)", "sweep:device:fake_sherbrooke@8192"),
-    ("fake_sherbrooke @ 8,192 + mthree", "fake_sherbrooke_mthree"),
-    ("fake_fez (Heron r2, unseen) @ 8,192 (sweep)", "sweep:device:fake_fez@8192"),
-    ("fake_fez @ 8,192 + mthree", "fake_fez_mthree"),
+RUNS = Path(__file__).parent / "runs"
+CONFIGS = [("mnist_hardware", "1,296 trainable"), ("mnist_hardware_compact", "566")]
+ROWS = [  # label, source, target per configuration (None: no target)
+    ("exact (torch engine, float64)", "exact", (0.98, None)),
+    ("1,024 noiseless shots (`aer_shots`)", "shots1024", (0.975, None)),
+    ("8,192 noiseless shots (sweep)", "sweep:shots:8192", (None, None)),
+    ("fake_torino @ 8,192 (evaluate.py)", "fake_torino", (0.975, 0.95)),
+    ("fake_torino @ 8,192 + mthree", "fake_torino_mthree", (0.975, 0.95)),
+    ("fake_torino @ 8,192 (sweep, another simulator seed)", "sweep:device:fake_torino@8192", (None, None)),
+    ("fake_sherbrooke (Eagle) @ 8,192 (sweep)", "sweep:device:fake_sherbrooke@8192", (0.96, None)),
+    ("fake_sherbrooke @ 8,192 + mthree", "fake_sherbrooke_mthree", (0.96, None)),
+    ("fake_fez (Heron r2, unseen in training) @ 8,192 (sweep)", "sweep:device:fake_fez@8192", (0.97, None)),
+    ("fake_fez @ 8,192 + mthree", "fake_fez_mthree", (0.97, None)),
 ]
-targets = {
-    "exact": (0.98, None),
-    "shots1024": (0.975, None),
-    "fake_torino": (0.975, 0.95),
-    "fake_torino_mthree": (0.975, 0.95),
-    "sweep:device:fake_sherbrooke@8192": (0.96, None),
-    "fake_sherbrooke_mthree": (0.96, None),
-    "sweep:device:fake_fez@8192": (0.97, None),
-    "fake_fez_mthree": (0.97, None),
-}
-groups = [("runs/hw/mnist_hardware_seed", 0), ("runs/hw_compact/mnist_hardware_compact_seed", 1)]
-print("| evaluation | mnist_hardware (1,296 trainable) | target | mnist_hardware_compact (566) | target |")
-print("|---|---|---|---|---|")
-for label, key in rows:
-    cells = []
-    for g, i in groups:
-        text, m = fmt([load(f"{g}{s}", key) for s in (0, 1, 2)])
-        t = targets.get(key, (None, None))[i]
-        if t is None:
-            tt = "-"
-        elif m is None:
-            tt = f">= {100 * t:.1f}%"
-        else:
-            tt = f">= {100 * t:.1f}%: " + ("met" if m >= t else f"missed by {100 * (t - m):.2f}")
-        cells += [text, tt]
-    print(f"| {label} | " + " | ".join(cells) + " |")
-tr = [json.load(open(f"runs/hw/mnist_hardware_seed{s}/summary.json"))["train_seconds"] for s in (0, 1, 2)]
-tc = [
-    json.load(open(f"runs/hw_compact/mnist_hardware_compact_seed{s}/summary.json"))["train_seconds"] for s in (0, 1, 2)
-]
-print(
-    f"| training time (s, 2 runs at a time) | {st.mean(tr):.0f} ({min(tr):.0f}-{max(tr):.0f}) | <= 600: met | {st.mean(tc):.0f} ({min(tc):.0f}-{max(tc):.0f}) | - |"
-)
+
+
+def accuracy(run: Path, source: str) -> float | None:
+    if source == "exact":
+        return json.loads((run / "summary.json").read_text())["test_accuracy"]
+    if source.startswith("sweep:"):
+        with (run / "sweep_results.csv").open() as handle:
+            found = [float(r["accuracy"]) for r in csv.DictReader(handle) if r["condition"] == source[6:]]
+        return found[0] if found else None
+    path = run / f"eval_{source}.json"
+    return json.loads(path.read_text())["test_accuracy"] if path.exists() else None
+
+
+def cell(values: list[float | None], target: float | None) -> list[str]:
+    values = [v for v in values if v is not None]
+    if not values:
+        return ["not run", "-" if target is None else f">= {100 * target:.1f}%"]
+    mean = statistics.mean(values)
+    text = f"{100 * mean:.2f}% ({100 * min(values):.2f}-{100 * max(values):.2f})"
+    if target is None:
+        return [text, "-"]
+    verdict = "met" if mean >= target else f"missed by {100 * (target - mean):.2f}"
+    return [text, f">= {100 * target:.1f}%: {verdict}"]
+
+
+def main() -> None:
+    header = ["evaluation"] + [part for name, size in CONFIGS for part in (f"{name} ({size})", "target")]
+    print("| " + " | ".join(header) + " |")
+    print("|" + "---|" * len(header))
+    for label, source, targets in ROWS:
+        cells = [label]
+        for (name, _), target in zip(CONFIGS, targets, strict=True):
+            cells += cell([accuracy(RUNS / f"{name}_seed{seed}", source) for seed in (0, 1, 2)], target)
+        print("| " + " | ".join(cells) + " |")
+    times = []
+    for name, _ in CONFIGS:
+        seconds = [
+            json.loads((RUNS / f"{name}_seed{s}" / "summary.json").read_text())["train_seconds"] for s in (0, 1, 2)
+        ]
+        times.append(f"{statistics.mean(seconds):.0f} ({min(seconds):.0f}-{max(seconds):.0f})")
+    print(f"| training time (s, two runs at a time) | {times[0]} | <= 600: met | {times[1]} | - |")
+
+
+if __name__ == "__main__":
+    main()
