@@ -22,8 +22,8 @@ import torch
 
 from .config import Config
 from .model import build_backend, build_circuit, build_model, resolve_device
+from .stepper import Stepper
 from .targets import mlp_for_qubits
-from .trainer import Stepper
 
 
 def peak_rss_mib() -> float:

@@ -17,6 +17,12 @@ from typing import Any
 
 import yaml
 
+# Each choice list is written once, in the module that implements it.
+from .ansatz import ENTANGLEMENTS
+from .data import DATASETS
+from .mapping import ACTIVATIONS, FEATURES
+from .model import CENTERING, WEIGHT_SCALES
+
 
 class ConfigError(ValueError):
     """Bad configuration or flag: reported as one line, exit status 2."""
@@ -38,28 +44,31 @@ class ModelConfig:
     target: str = option(
         "mnist_cnn", "target network whose weights are generated: mnist_cnn, cifar_cnn or mlp_<hidden>"
     )
-    features: str = option("scaled", "probability feature fed to the mapping", choices=("raw", "scaled", "standard"))
+    features: str = option("scaled", "probability feature fed to the mapping", choices=FEATURES)
     weights_per_state: int = option(
         1, "k: target weights generated per basis state (the mapping's outputs); qubits default to ceil(log2 ceil(M/k))"
     )
     hidden: list[int] = option([20], "hidden layer sizes of the mapping MLP, e.g. 20 or 32,32")
-    activation: str = option("relu", "mapping MLP activation", choices=("relu", "tanh", "gelu", "silu"))
+    activation: str = option("relu", "mapping MLP activation", choices=tuple(ACTIVATIONS))
     feature_alpha: float = option(1.0, "scaled feature exponent alpha")
     feature_beta: float = option(1.0, "scaled feature multiplier beta")
     feature_gamma: float = option(1.0, "scaled feature slope gamma (on 2^(N-1) P)")
     center: str = option(
         "tensor",
         "centring of the generated weights: per target tensor, over all, or none",
-        choices=("tensor", "global", "none"),
+        choices=CENTERING,
     )
     weight_scale: str = option(
         "target_init",
-        "per-tensor spread of the generated weights: target_init (the spread of the target's own init, fixed), "
-        "learned (starts there, one trained factor per tensor), or none (the mapping's raw output)",
-        choices=("target_init", "learned", "none"),
+        "per-tensor scale of the generated weights: target_init (a fixed gain per tensor, set at the first "
+        "forward, so training starts at the spread of the target's own init), learned (renormalized every "
+        "step with one trained factor per tensor), or none (the mapping's raw output)",
+        choices=WEIGHT_SCALES,
     )
     bit_init_scale: float = option(
-        0.0, "scale of the mapping's initial weights on the basis bits (0: weights start i.i.d.; 1: torch default)"
+        1.0,
+        "scale of the mapping's initial weights on the basis bits (1: torch's default; 0: each weight starts as "
+        "a function of its own probability only, full-rank tensors, for deep circuits)",
     )
     mapping_chunk: int | None = option(
         65536, "rows of the mapping MLP per checkpointed chunk, a power of two (bounds its memory; 0: all at once)"
@@ -70,7 +79,7 @@ class ModelConfig:
 class CircuitConfig:
     qubits: int | None = option(None, "qubits N (default ceil(log2 ceil(M / k)) of the target)")
     blocks: int = option(8, "ansatz blocks L (RY layer + CNOT chain each)")
-    entanglement: str = option("linear", "CNOT pattern per block", choices=("linear", "circular"))
+    entanglement: str = option("linear", "CNOT pattern per block", choices=ENTANGLEMENTS)
     init: str = option(
         "uniform", "angle initialization: uniform in [-s, s] or normal(0, s)", choices=("uniform", "normal")
     )
@@ -146,7 +155,7 @@ class TrainConfig:
 
 @dataclass
 class DataConfig:
-    dataset: str = option("mnist", "dataset", choices=("mnist", "fashion_mnist", "cifar10"))
+    dataset: str = option("mnist", "dataset", choices=tuple(DATASETS))
     data_dir: str | None = option(None, "dataset root (default: $QTRAIN_DATA_DIR, else ./data)")
     download: bool = option(True, "download the dataset into the data root when it is missing there")
     val_fraction: float = option(0.2, "fraction of the training set held out for validation")
@@ -266,17 +275,22 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     return data
 
 
+def check_choices(settings: Any) -> None:
+    """Every field of the dataclass ``settings`` whose metadata lists choices holds one of them."""
+    for f in dataclasses.fields(settings):
+        value, choices = getattr(settings, f.name), f.metadata.get("choices")
+        if choices and value not in choices:
+            raise ConfigError(f"{f.name}: {value!r} is not one of {', '.join(choices)}")
+
+
 def validate(config: Config) -> Config:
     """Check choices and ranges once, at the edge; raise ConfigError naming the first problem."""
     import torch
 
     from . import backends  # the registry decides which backend names exist
 
-    for key, (section, f, _) in _fields().items():
-        value = getattr(config if section is None else getattr(config, section), key)
-        choices = f.metadata.get("choices")
-        if choices and value not in choices:
-            raise ConfigError(f"{key}: {value!r} is not one of {', '.join(choices)}")
+    for section in SECTIONS:
+        check_choices(getattr(config, section))
     from .targets import build_target, check_target, count_parameters
 
     try:

@@ -8,20 +8,70 @@ test accuracy is reported beside the exact one.
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
+from torch import nn
 
 from .config import Config, apply, validate
 from .data import load_dataset, resolve_data_dir
-from .rundir import BEST_CHECKPOINT, LAST_CHECKPOINT, RunDir, RunDirError, load_torch_file
+from .distributed import Context
+from .rundir import BEST_CHECKPOINT, LAST_CHECKPOINT, RunDir, RunDirError, load_model_state, load_torch_file
 from .targets import build_target
-from .trainer import evaluate, load_model_state
+
+if TYPE_CHECKING:
+    from .data import TensorData
+    from .model import QuantumTrain
 
 CHECKPOINTS = {"best": BEST_CHECKPOINT, "last": LAST_CHECKPOINT}
 # The reference every sampled or noisy figure is compared with: the torch engine in float64.
 EXACT_EXECUTION = {"backend": "torch_statevector", "grad": "auto", "precision": "float64"}
+
+
+@torch.no_grad()
+def evaluate_sums(
+    predict: Callable[[torch.Tensor], torch.Tensor], data: TensorData, batch_size: int, device: torch.device
+) -> tuple[float, int]:
+    """Summed cross-entropy and number of correct predictions of ``predict`` on ``data``."""
+    loss_sum, correct = 0.0, 0
+    for x, y in data.batches(batch_size, device):
+        logits = predict(x)
+        loss_sum += nn.functional.cross_entropy(logits, y, reduction="sum").item()
+        correct += (logits.argmax(dim=1) == y).sum().item()
+    return loss_sum, correct
+
+
+def evaluate(
+    predict: Callable[[torch.Tensor], torch.Tensor], data: TensorData, batch_size: int, device: torch.device
+) -> tuple[float, float]:
+    """Mean cross-entropy and accuracy of ``predict`` (images -> logits) on ``data``."""
+    loss_sum, correct = evaluate_sums(predict, data, batch_size, device)
+    return loss_sum / len(data), correct / len(data)
+
+
+@torch.no_grad()
+def score(
+    model: QuantumTrain,
+    data: TensorData,
+    batch_size: int,
+    *,
+    probs: torch.Tensor | None = None,
+    context: Context | None = None,
+) -> tuple[float, float]:
+    """Mean loss and accuracy of ``model`` on ``data``, its weights generated once for all batches.
+
+    The weights come from ``probs`` when given (a distribution measured on a device or under noise),
+    else from one evaluation of the model's circuit. With several ranks (``context``) each scores its
+    shard and the sums are added. Training, `evaluate_run` and the noise sweep all score through here.
+    """
+    context = context or Context(device=next(model.buffers(), torch.empty(0)).device)
+    model.eval()
+    theta = model.weights_from_probabilities(model.quantum() if probs is None else probs)
+    sums = evaluate_sums(lambda x: model.run_target(theta, x), data.shard(context.part), batch_size, context.device)
+    loss_sum, correct = context.sum(*sums)
+    return loss_sum / len(data), correct / len(data)
 
 
 def total_variation(p: Any, q: Any) -> float:
@@ -34,17 +84,15 @@ def run_config(run: RunDir, overrides: dict[str, Any] | None = None) -> Config:
     return validate(apply(run.config(), overrides or {}, "command line"))
 
 
-@torch.no_grad()
 def _test(config: Config, state: dict[str, Any], data: Any, device: torch.device) -> tuple[float, float, torch.Tensor]:
     """(loss, accuracy, probabilities): one circuit execution, then the target on the test split."""
     from .model import build_model
 
     model = build_model(config, device)
     load_model_state(model, state, "of the run")
-    model.eval()
-    probs = model.quantum()
-    theta = model.weights_from_probabilities(probs)
-    loss, accuracy = evaluate(lambda x: model.run_target(theta, x), data, config.train.eval_batch_size, device)
+    with torch.no_grad():
+        probs = model.quantum()
+    loss, accuracy = score(model, data, config.train.eval_batch_size, probs=probs)
     return loss, accuracy, probs.double().cpu()
 
 

@@ -32,15 +32,22 @@ WEIGHT_SCALES = ("target_init", "learned", "none")
 
 
 class TensorScale(nn.Module):
-    """Standardize each target tensor's generated weights to the spread PyTorch's init gives it.
+    """Per-tensor factors that give each generated target tensor the spread of the target's own init.
 
     One MLP shared by all M weights has one output scale, whatever a tensor's fan-in: measured at
     step 0 on the reference CNN, the 200-input layer came out 3.7x wider than its standard init and
-    the first convolution 2.6x narrower, so the logits started large and input-independent and the
-    loss sat near or above ln 10. Rescaling every tensor to the spread of the target's own
-    initialization (``target_init``: fixed, no parameter) removes that, like the hypernetwork init of
-    Chang et al. (ICLR 2020) but exact at every step. ``learned`` starts there and trains one factor
-    per tensor (adds one parameter per tensor to the budget).
+    the first convolution 2.6x narrower, so the logits started large and input-independent (initial
+    loss up to 16) with 40% of the penultimate ReLUs dead.
+
+    ``target_init`` (no parameter) is the hypernetwork initialization of Chang et al. (ICLR 2020):
+    each tensor gets a fixed gain, set on the first forward from the spread the mapping then
+    produces, so training starts from the target's standard spread and the mapping stays free to
+    change it. The gains are a buffer: checkpoints, resume and export keep them. Renormalizing on
+    every forward instead would pin each tensor's norm for the whole run; measured on mnist_425 that
+    cost 12 points of validation accuracy after 4 epochs (80.8% against 92.4%).
+
+    ``learned`` standardizes on every forward and trains one factor per tensor, starting from the
+    same spreads (one parameter per tensor, so it changes the trainable budget).
     """
 
     def __init__(
@@ -53,15 +60,21 @@ class TensorScale(nn.Module):
         # (some modules' biases) borrows the smallest non-zero spread, so it can still move.
         spread = torch.stack([p.detach().float().pow(2).mean().sqrt() for p in target.parameters()])
         spread = torch.where(spread > 0, spread, spread[spread > 0].min())
+        self.learned = learned
         if learned:
             self.weight = nn.Parameter(spread)
         else:
-            self.register_buffer("weight", spread)
+            self.register_buffer("spread", spread, persistent=False)
+            self.register_buffer("gain", torch.full_like(spread, math.nan))  # NaN until the first forward
 
     def forward(self, theta: torch.Tensor) -> torch.Tensor:
         squares = torch.zeros_like(self.tensor_sizes, dtype=theta.dtype).index_add(0, self.tensor_index, theta**2)
         rms = (squares / self.tensor_sizes).clamp_min(1e-24).sqrt()
-        return theta * (self.weight.to(theta.dtype) / rms)[self.tensor_index]
+        if self.learned:
+            return theta * (self.weight.to(theta.dtype) / rms)[self.tensor_index]
+        if self.gain.isnan().any():
+            self.gain.copy_(self.spread / rms.detach())
+        return theta * self.gain.to(theta.dtype)[self.tensor_index]
 
 
 class QuantumTrain(nn.Module):

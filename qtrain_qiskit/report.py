@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .rundir import SUMMARY_FILE, RunDir, RunDirError, write_atomic
+from .rundir import SUMMARY_FILE, RunDir, RunDirError, save_figure, write_atomic
 from .sweeps.results import markdown_table, mean_std
 
 TABLE_FILE, CSV_FILE, CURVE_FILE = "results.md", "results.csv", "accuracy_vs_params.png"
@@ -173,9 +173,7 @@ def plot_curve(groups: Sequence[Group], path: Path) -> None:
     ax.set_title("Accuracy vs trainable parameters (mean ± std over seeds)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    write_atomic(path, lambda handle: fig.savefig(handle, format="png", dpi=110))
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def write_report(paths: Sequence[str | Path], out: Path) -> list[Path]:

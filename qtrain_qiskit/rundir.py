@@ -42,18 +42,38 @@ class RunDirError(RuntimeError):
 
 
 def write_atomic(path: Path, write: Callable[[BinaryIO], None]) -> None:
-    """Write through ``write(file)`` to a temporary sibling, fsync, then rename over ``path``."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    """Write through ``write(file)`` to a temporary sibling, fsync, then rename over ``path``.
+
+    A failure to write (full disk, read-only folder) leaves the old ``path`` untouched and is one
+    RunDirError line naming the file, not an OSError traceback.
+    """
+    tmp = None
     try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
         os.fchmod(fd, 0o644)  # mkstemp creates 0600; run files are meant to be shared
         with os.fdopen(fd, "wb") as handle:
             write(handle)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+    except BaseException as exc:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+        if isinstance(exc, OSError):
+            raise RunDirError(
+                f"cannot write {path}: {exc.strerror or exc}; every file written before it is intact "
+                "(a run continues with --resume)"
+            ) from None
         raise
+
+
+def save_figure(fig: Any, path: Path, dpi: int = 110) -> None:
+    """A matplotlib figure as PNG at ``path``, written atomically, then closed."""
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    write_atomic(path, lambda handle: fig.savefig(handle, format="png", dpi=dpi))
+    plt.close(fig)
 
 
 def load_torch_file(path: Path, what: str) -> Any:
@@ -188,3 +208,12 @@ def load_checkpoint_file(path: Path) -> dict[str, Any]:
     if data["format"] != CHECKPOINT_FORMAT:
         raise RunDirError(f"checkpoint {path} has format {data['format']}, this version reads {CHECKPOINT_FORMAT}")
     return data
+
+
+def load_model_state(model: torch.nn.Module, state: dict[str, Any], source: str) -> None:
+    """Load checkpointed weights, or say in one line that they belong to another configuration."""
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as exc:
+        reason = str(exc).strip().splitlines()[0]
+        raise RunDirError(f"checkpoint {source} does not fit this configuration ({reason})") from None

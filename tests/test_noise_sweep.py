@@ -184,6 +184,8 @@ def test_training_protocol_records_noisy_and_exact_training(quick_run, mnist_roo
         (["--protocols", "inference,magic"], "protocols"),
         (["--shots", "12x"], "condition"),
         (["--bogus", "1"], "unrecognized arguments"),
+        (["--train-init", "sratch"], "train_init: 'sratch' is not one of run, scratch"),
+        (["--checkpoint", "first"], "checkpoint: 'first' is not one of best, last"),
     ],
 )
 def test_bad_settings_exit_2_with_one_line(flags, message, tmp_path):

@@ -207,7 +207,7 @@ def test_non_finite_loss_skip_policy_counts_skips(mnist_root, tmp_path, monkeypa
         loss = real(logits, y, **kwargs)
         return loss * math.nan if calls["n"] in (3, 7) and logits.requires_grad else loss
 
-    monkeypatch.setattr(trainer.nn.functional, "cross_entropy", sometimes_nan)
+    monkeypatch.setattr(torch.nn.functional, "cross_entropy", sometimes_nan)
     run = RunDir.create(tmp_path / "run")
     summary = trainer.train(api_config(mnist_root, on_nonfinite="skip", epochs=1), run, log=lambda _: None)
     assert summary["skipped_steps"] == 2
@@ -262,3 +262,25 @@ write_atomic(Path({str(run.file(LAST_CHECKPOINT))!r}), slow)
     assert list(run.path.glob(".checkpoint_last.pt.*.tmp"))  # killed mid-write: the partial file is left
     state = load_checkpoint_file(run.file(LAST_CHECKPOINT))  # the old one, whole
     assert state["epoch"] == 1 and torch.equal(state["weights"], torch.ones(3))
+
+
+def test_a_full_disk_is_one_line_naming_the_file_and_the_checkpoints_stay_intact(tmp_path, mnist_root, monkeypatch):
+    import errno
+
+    import matplotlib.figure
+
+    def no_space(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig", no_space)  # the curve plot hits a full disk
+    run = tmp_path / "run"
+    args = [*FAST, "--epochs", "2", "--data-dir", str(mnist_root), "--run-dir", str(run)]
+    status, _, err = run_script_inprocess("train.py", *args)
+    lines = err.strip().splitlines()
+    assert status == 2 and len(lines) == 1, err
+    assert lines[0].startswith(f"error: cannot write {run / 'curves.png'}: No space left on device"), lines[0]
+    assert not list(run.glob(".*.tmp"))  # no partial file left behind
+    monkeypatch.undo()
+    status, _, err = run_script_inprocess("train.py", "--resume", str(run))  # the epoch-1 checkpoint resumes
+    assert status == 0, err
+    assert len((run / METRICS_FILE).read_text().splitlines()) == 2

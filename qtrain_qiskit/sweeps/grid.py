@@ -53,7 +53,7 @@ def train_point(task: tuple[str, dict[str, Any]]) -> dict[str, Any]:
     import json
 
     from ..config import Config
-    from ..trainer import train_or_resume
+    from .resume import train_or_resume
 
     path, values = task
     summary = Path(path) / SUMMARY_FILE

@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..config import Config, ConfigError, apply, option, validate
+from ..config import Config, ConfigError, apply, check_choices, option, validate
 from ..rundir import RunDir
 
 PROTOCOLS = ("inference", "training")
@@ -185,6 +185,7 @@ def check_settings(settings: NoiseSweepConfig) -> NoiseSweepConfig:
     """Refuse a bad sweep before anything runs (conditions are parsed, devices looked up)."""
     from ..backends.devices import fake_device_names
 
+    check_choices(settings)
     unknown = sorted(set(settings.protocols) - set(PROTOCOLS))
     if unknown or not settings.protocols:
         raise ConfigError(f"protocols: {unknown or 'none'} given; choose from {', '.join(PROTOCOLS)}")
@@ -195,7 +196,6 @@ def check_settings(settings: NoiseSweepConfig) -> NoiseSweepConfig:
         (settings.train_steps >= 1, "train_steps must be >= 1"),
         (settings.train_lr > 0, "train_lr must be > 0"),
         (settings.test_subset is None or settings.test_subset >= 1, "test_subset must be >= 1"),
-        (settings.checkpoint in ("best", "last"), "checkpoint must be best or last"),
         (all(0 <= p <= 1 for p in [*settings.depolarizing, *settings.readout]), "rates must be in [0, 1]"),
     ]
     for ok, message in checks:
@@ -313,23 +313,19 @@ def _test_data(dataset: str, data_dir: str | None, download: bool, subset: int |
 @functools.lru_cache(maxsize=2)
 def load_run(path: str, checkpoint: str, data_dir: str | None, subset: int | None) -> LoadedRun:
     """A run's model executed exactly, its test data and exact figures (once per process and run)."""
-    from ..evaluation import CHECKPOINTS
+    from ..evaluation import CHECKPOINTS, score
     from ..model import build_model
-    from ..trainer import evaluate, load_model_state
+    from ..rundir import load_model_state
 
     run = RunDir.existing(path)
     config = apply(run.config(), Condition("exact").overrides(), "noise sweep")
     config = apply(config, {"device": "cpu", "data_dir": data_dir or config.data.data_dir}, "noise sweep")
     model = build_model(validate(config), torch.device("cpu"))
     load_model_state(model, run.load_checkpoint(CHECKPOINTS[checkpoint])["model"], f"of {path}")
-    model.eval()
     with torch.no_grad():
         probs = model.quantum().double()
-        theta = model.weights_from_probabilities(probs)
     data = _test_data(config.data.dataset, config.data.data_dir, config.data.download, subset)
-    _, accuracy = evaluate(
-        lambda x: model.run_target(theta, x), data, config.train.eval_batch_size, torch.device("cpu")
-    )
+    _, accuracy = score(model, data, config.train.eval_batch_size, probs=probs)
     circuit = model.quantum.circuit if hasattr(model.quantum, "circuit") else model.quantum.neural_network.circuit
     angles = model.quantum.weight.detach().double().numpy()[None, :]
     return LoadedRun(config, model, circuit, angles, probs.numpy(), data, accuracy)
@@ -338,25 +334,21 @@ def load_run(path: str, checkpoint: str, data_dir: str | None, subset: int | Non
 @torch.no_grad()
 def evaluate_under(loaded: LoadedRun, condition: Condition, seed: int) -> dict[str, float]:
     """Execute the run's circuit once under ``condition``, regenerate the weights, test them."""
-    from ..evaluation import total_variation
+    from ..evaluation import score, total_variation
     from ..model import build_backend
-    from ..trainer import evaluate
 
     config = apply(copy.deepcopy(loaded.config), {**condition.overrides(), "seed": seed}, "noise sweep")
     backend = build_backend(config, torch.device("cpu"))
     backend.prepare(loaded.circuit)
     probs = backend.probabilities(loaded.circuit, loaded.angles)[0]
-    theta = loaded.model.weights_from_probabilities(torch.as_tensor(probs))
-    loss, accuracy = evaluate(
-        lambda x: loaded.model.run_target(theta, x), loaded.data, config.train.eval_batch_size, torch.device("cpu")
-    )
+    loss, accuracy = score(loaded.model, loaded.data, config.train.eval_batch_size, probs=torch.as_tensor(probs))
     tvd = total_variation(probs, loaded.exact_probs)
     return {"accuracy": accuracy, "loss": loss, "tvd": tvd, "exact_accuracy": loaded.exact_accuracy}
 
 
 def _train(context: SweepContext, cell: Cell, seed: int) -> str:
     """Train under ``cell.trained_under`` into its own run directory; resumes a cut-off attempt."""
-    from ..trainer import train_or_resume
+    from .resume import train_or_resume
 
     path = Path(context.out) / "training" / f"{cell.key.replace('/', '_').replace(':', '-')}_r{cell.repeat}"
     under = cell.condition if cell.trained_under != "exact" else Condition("exact")

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..rundir import write_atomic
+from ..rundir import save_figure, write_atomic
 from .results import markdown_table, mean_std
 
 TABLE_FILE, SHOTS_PLOT, DEPOLARIZING_PLOT, DEVICES_PLOT, TRAINING_PLOT = (
@@ -113,14 +113,6 @@ def table(groups: Sequence[Group], title: str) -> str:
     return text
 
 
-def _save(fig: object, path: Path) -> None:
-    import matplotlib.pyplot as plt
-
-    fig.tight_layout()
-    write_atomic(path, lambda handle: fig.savefig(handle, format="png", dpi=110))
-    plt.close(fig)
-
-
 def _exact_line(ax: object, groups: Sequence[Group]) -> None:
     exact = next((g for g in groups if g.protocol == "inference" and g.kind == "exact"), None)
     if exact is not None:
@@ -153,7 +145,7 @@ def plot_shots(groups: Sequence[Group], path: Path) -> bool:
     handles = ax.get_legend_handles_labels()[0] + tvd_ax.get_legend_handles_labels()[0]
     ax.legend(handles=handles, loc="center right")
     ax.grid(alpha=0.3)
-    _save(fig, path)
+    save_figure(fig, path)
     return True
 
 
@@ -178,7 +170,7 @@ def plot_depolarizing(groups: Sequence[Group], path: Path) -> bool:
     )
     ax.legend()
     ax.grid(alpha=0.3)
-    _save(fig, path)
+    save_figure(fig, path)
     return True
 
 
@@ -203,7 +195,7 @@ def plot_devices(groups: Sequence[Group], path: Path) -> bool:
     ax.set_xticks(range(len(labels)), labels, rotation=20)
     ax.set(ylabel="test accuracy", title=f"Devices and readout error, {chosen[-1].shots} shots")
     ax.legend()
-    _save(fig, path)
+    save_figure(fig, path)
     return True
 
 
@@ -225,7 +217,7 @@ def plot_training(groups: Sequence[Group], path: Path) -> bool:
     ax.set_xticks(range(len(conditions)), conditions)
     ax.set(ylabel="test accuracy under the condition", title="Training under noise vs exact training")
     ax.legend()
-    _save(fig, path)
+    save_figure(fig, path)
     return True
 
 
