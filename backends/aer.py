@@ -22,7 +22,15 @@ from qiskit_aer.noise import NoiseModel, depolarizing_error
 from .base import Backend, BackendError
 from .counts import sample_probabilities
 from .devices import fake_device, to_isa
-from .noisy_simulation import NoisySimulation, device_simulation, sample
+from .mitigation import ReadoutMitigator
+from .noisy_simulation import (
+    DensityProgram,
+    NoisySimulation,
+    density_program,
+    device_simulation,
+    exact_distribution,
+    sample,
+)
 from .registry import register
 from .torch_statevector import TorchStatevectorBackend
 
@@ -159,7 +167,9 @@ class AerNoisyBackend(Backend):
 
     ``noise="depolarizing"`` applies the given rates to the logical circuit. A fake device name
     (``fake_torino``, ...) transpiles with the same pass manager as the hardware path and simulates
-    the device's noise on the qubits the circuit uses (see `noisy_simulation`).
+    the device's noise on the qubits the circuit uses (see `noisy_simulation`). With a fake device,
+    ``mitigation="mthree"`` calibrates M3 on it when the circuit is prepared and corrects every
+    sample's frequencies (see `mitigation`).
     """
 
     name = "aer_noisy"
@@ -175,26 +185,77 @@ class AerNoisyBackend(Backend):
         depolarizing_2q: float = 1e-2,
         readout_error: float = 0.0,
         aer_device: str = "CPU",
+        mitigation: str = "none",
     ) -> None:
         self.noise, self.shots, self.seed, self.device = noise, shots, seed, check_aer_device(aer_device)
         self.rates = (depolarizing_1q, depolarizing_2q, readout_error)
+        self.mitigation = mitigation
         self.rng = np.random.default_rng(seed)
-        self._prepared: dict[int, tuple[QuantumCircuit, NoisySimulation, AerSimulator]] = {}
+        self._prepared: dict[int, tuple[QuantumCircuit, NoisySimulation, AerSimulator, ReadoutMitigator | None]] = {}
 
     def prepare(self, circuit: QuantumCircuit) -> NoisySimulation:
         cached = self._prepared.get(id(circuit))
         if cached is None or cached[0] is not circuit:
+            mitigator = None
             if self.noise == "depolarizing":
                 simulation = depolarizing_simulation(circuit, *self.rates)
             else:
                 device = fake_device(self.noise)
                 if self.noise not in self._device_models:
                     self._device_models[self.noise] = NoiseModel.from_backend(device)
-                simulation = device_simulation(to_isa(circuit, device, seed=self.seed), self._device_models[self.noise])
-            cached = (circuit, simulation, simulation.simulator(self.device))
+                isa = to_isa(circuit, device, seed=self.seed)
+                simulation = device_simulation(isa, self._device_models[self.noise])
+                if self.mitigation == "mthree":
+                    mitigator = ReadoutMitigator(device, isa, self.shots)
+            cached = (circuit, simulation, simulation.simulator(self.device), mitigator)
             self._prepared[id(circuit)] = cached
         return cached[1]
 
     def _probabilities(self, circuit: QuantumCircuit, values: np.ndarray) -> np.ndarray:
         simulation = self.prepare(circuit)
-        return sample(simulation, self._prepared[id(circuit)][2], values, self.shots, self.rng)
+        _, _, simulator, mitigator = self._prepared[id(circuit)]
+        frequencies = sample(simulation, simulator, values, self.shots, self.rng)
+        return frequencies if mitigator is None else mitigator.correct(frequencies, self.shots)
+
+
+@register
+class AerDensityBackend(AerNoisyBackend):
+    """The exact noisy distribution (no shot noise) of the same noisy simulation as `aer_noisy`.
+
+    Aer's density-matrix method runs the compacted device circuit (or the depolarizing one) under
+    the noise model, and readout errors are applied exactly to the probabilities. This is what
+    makes noise-aware training differentiable without shot noise: with the noise channels fixed
+    (IBM devices put angles in virtual RZ gates; depolarizing noise does not depend on the angle),
+    each probability is still a first-order trigonometric polynomial in each angle, so the
+    parameter-shift rule stays exact. Up to `noisy_simulation.MAX_DENSITY_QUBITS` qubits.
+    """
+
+    name = "aer_density"
+    exact = True  # no shot noise: --train-shots may add the measurement's
+    noisy = True
+
+    def __init__(
+        self,
+        noise: str = "depolarizing",
+        seed: int | None = None,
+        depolarizing_1q: float = 1e-3,
+        depolarizing_2q: float = 1e-2,
+        readout_error: float = 0.0,
+        aer_device: str = "CPU",
+    ) -> None:
+        super().__init__(noise, 1, seed, depolarizing_1q, depolarizing_2q, readout_error, aer_device)
+        self._programs: dict[int, tuple[QuantumCircuit, DensityProgram]] = {}
+
+    def prepare(self, circuit: QuantumCircuit) -> NoisySimulation:
+        simulation = super().prepare(circuit)
+        cached = self._programs.get(id(circuit))
+        if cached is None or cached[0] is not circuit:
+            try:
+                self._programs[id(circuit)] = (circuit, density_program(simulation, self.device))
+            except ValueError as exc:
+                raise BackendError(f"aer_density: {exc}") from None
+        return simulation
+
+    def _probabilities(self, circuit: QuantumCircuit, values: np.ndarray) -> np.ndarray:
+        self.prepare(circuit)
+        return exact_distribution(self._programs[id(circuit)][1], values)

@@ -39,6 +39,7 @@ class Backend(ABC):
 
     name: ClassVar[str]
     exact: ClassVar[bool] = True
+    noisy: ClassVar[bool] = False  # exact probabilities of a noisy circuit (not the ideal ones)
     paid: ClassVar[bool] = False  # executions cost money or queue time: checkpoint every step
     default_max_shots: ClassVar[int | None] = None  # shot budget applied when none is given
     # Probabilities as differentiable torch operations (`torch_probabilities(circuit, values)`):

@@ -24,6 +24,7 @@ from qiskit import QuantumCircuit
 from .base import Backend, BackendError, JobLedger
 from .counts import probabilities_from_bits
 from .devices import fake_device, to_isa
+from .mitigation import ReadoutMitigator
 from .registry import register
 
 MODES = ("job", "batch", "session")
@@ -59,6 +60,7 @@ class IBMRuntimeBackend(Backend):
         max_circuits_per_job: int = 10_000,
         job_ledger: JobLedger | None = None,
         service: Any = None,
+        mitigation: str = "none",
     ) -> None:
         if ibm_mode not in MODES:
             raise ValueError(f"ibm_mode must be one of {', '.join(MODES)}, got {ibm_mode!r}")
@@ -73,6 +75,8 @@ class IBMRuntimeBackend(Backend):
         self._device: Any = None
         self._mode: Any = None
         self._isa: dict[int, tuple[QuantumCircuit, QuantumCircuit, bytes]] = {}  # id -> (logical, ISA, digest)
+        self.mitigation = mitigation
+        self._mitigators: dict[int, ReadoutMitigator] = {}  # id -> M3 calibrated on the ISA's measured qubits
 
     # --- preparation: account, device, ISA circuit (before any circuit runs)
     @property
@@ -113,6 +117,10 @@ class IBMRuntimeBackend(Backend):
             isa = to_isa(circuit, self.device(circuit.num_qubits), seed=self.seed)
             cached = (circuit, isa, _circuit_digest(circuit))
             self._isa[id(circuit)] = cached
+            if self.mitigation == "mthree":  # calibration jobs run now, before the run's first circuit
+                self._sampler()  # opens the batch or session that the calibration jobs share with the run
+                mode = None if self.local or self.mode_name == "job" else self._mode
+                self._mitigators[id(circuit)] = ReadoutMitigator(self.device(), isa, self.shots, runtime_mode=mode)
         return cached[1]
 
     def _sampler(self) -> Any:
@@ -135,7 +143,9 @@ class IBMRuntimeBackend(Backend):
     def _probabilities(self, circuit: QuantumCircuit, values: np.ndarray) -> np.ndarray:
         isa = self.prepare(circuit)
         chunks = np.array_split(values, max(1, -(-len(values) // self.max_circuits_per_job)))
-        return np.concatenate([self._run_with_retries(circuit, isa, chunk) for chunk in chunks])
+        frequencies = np.concatenate([self._run_with_retries(circuit, isa, chunk) for chunk in chunks])
+        mitigator = self._mitigators.get(id(circuit))
+        return frequencies if mitigator is None else mitigator.correct(frequencies, self.shots)
 
     def _request_key(self, circuit: QuantumCircuit, values: np.ndarray) -> str:
         digest = hashlib.sha256()

@@ -13,11 +13,16 @@ from qiskit.circuit import ParameterVector, QuantumCircuit
 ENTANGLEMENTS = ("linear", "circular", "none")
 
 
-def qubits_for(num_weights: int) -> int:
-    """Smallest N with 2^N >= num_weights: each generated weight needs its own basis state."""
+def states_for(num_weights: int, weights_per_state: int = 1) -> int:
+    """Basis states that generate ``num_weights`` weights, k per state: ceil(M / k)."""
+    return math.ceil(num_weights / weights_per_state)
+
+
+def qubits_for(num_weights: int, weights_per_state: int = 1) -> int:
+    """Smallest N with 2^N >= ceil(M / k): each basis state generates k weights (k = 1: one each)."""
     if num_weights < 1:
         raise ValueError(f"a target model needs at least one weight, got {num_weights}")
-    return max(1, math.ceil(math.log2(num_weights)))
+    return max(1, math.ceil(math.log2(states_for(num_weights, weights_per_state))))
 
 
 def build_ansatz(
@@ -26,6 +31,7 @@ def build_ansatz(
     entanglement: str = "linear",
     *,
     num_weights: int | None = None,
+    weights_per_state: int = 1,
 ) -> QuantumCircuit:
     """Build the parameterized Quantum-Train ansatz.
 
@@ -38,8 +44,8 @@ def build_ansatz(
     ``theta[b * num_qubits + q]`` is the RY angle of qubit ``q`` in block ``b``. Qiskit sorts
     vector elements by index, so ``circuit.parameters`` is in exactly this order.
 
-    ``num_weights`` (the target's M) is checked against the register: 2^N < M cannot address
-    every weight.
+    ``num_weights`` (the target's M, generated ``weights_per_state`` = k per basis state) is checked
+    against the register: 2^N < ceil(M / k) cannot address every weight.
     """
     if num_qubits < 1:
         raise ValueError(f"num_qubits must be >= 1, got {num_qubits}")
@@ -47,10 +53,12 @@ def build_ansatz(
         raise ValueError(f"num_blocks must be >= 1, got {num_blocks}")
     if entanglement not in ENTANGLEMENTS:
         raise ValueError(f"entanglement must be one of {', '.join(ENTANGLEMENTS)}, got {entanglement!r}")
-    if num_weights is not None and 2**num_qubits < num_weights:
+    states = states_for(num_weights, weights_per_state) if num_weights is not None else 0
+    if 2**num_qubits < states:
         raise ValueError(
-            f"{num_qubits} qubits address 2^{num_qubits} = {2**num_qubits} weights, but the target "
-            f"has {num_weights}: use at least {qubits_for(num_weights)} qubits"
+            f"{num_qubits} qubits address 2^{num_qubits} = {2**num_qubits} basis states, but the target's "
+            f"{num_weights} weights at {weights_per_state} per state need {states}: "
+            f"use at least {qubits_for(num_weights, weights_per_state)} qubits"
         )
 
     theta = ParameterVector("theta", num_blocks * num_qubits)

@@ -57,6 +57,9 @@ class ModelConfig:
         choices=QUANTUM_STAGES,
     )
     features: str = option("scaled", "probability feature fed to the mapping", choices=FEATURES)
+    weights_per_state: int = option(
+        1, "k: target weights generated per basis state (the mapping's outputs); qubits default to ceil(log2 ceil(M/k))"
+    )
     hidden: list[int] = option([20], "hidden layer sizes of the mapping MLP, e.g. 20 or 32,32")
     activation: str = option("relu", "mapping MLP activation", choices=tuple(ACTIVATIONS))
     feature_alpha: float = option(1.0, "scaled feature exponent alpha")
@@ -86,7 +89,7 @@ class ModelConfig:
 
 @dataclass
 class CircuitConfig:
-    qubits: int | None = option(None, "qubits N (default ceil(log2 M) of the target)")
+    qubits: int | None = option(None, "qubits N (default ceil(log2 ceil(M / k)) of the target)")
     blocks: int = option(8, "ansatz blocks L (RY layer + CNOT chain each)")
     entanglement: str = option("linear", "CNOT pattern per block (none: a product state)", choices=ENTANGLEMENTS)
     init: str = option(
@@ -117,6 +120,12 @@ class ExecutionConfig:
     depolarizing_1q: float = option(1e-3, "aer_noisy depolarizing probability after each 1-qubit gate")
     depolarizing_2q: float = option(1e-2, "aer_noisy depolarizing probability after each 2-qubit gate")
     readout_error: float = option(0.0, "aer_noisy probability that a measured bit flips")
+    mitigation: str = option(
+        "none",
+        "readout mitigation of measured counts: mthree (M3, calibrated on the device; aer_noisy with a fake "
+        "device, or ibm_runtime)",
+        choices=("none", "mthree"),
+    )
     spsa_perturbation: float = option(0.15, "SPSA perturbation c (radians) at step 0")
     spsa_decay: float = option(0.101, "SPSA perturbation decay: c_k = c / (k + 1)^decay")
     spsa_resamples: int = option(1, "SPSA estimates averaged per step (2 circuits each)")
@@ -146,6 +155,11 @@ class TrainConfig:
     )
     max_steps: int | None = option(None, "stop after this many optimizer steps in all (hardware trials)")
     init_from: str | None = option(None, "start from the best weights of this run directory (fine-tuning)")
+    train_shots: int | None = option(
+        None,
+        "in training on an exact backend the mapping sees P estimated from this many shots, drawn afresh each "
+        "step (straight-through gradient); validation and test stay exact; sampled backends use their own --shots",
+    )
     on_nonfinite: str = option(
         "stop", "non-finite loss or gradient: stop the run, or skip the step", choices=("stop", "skip")
     )
@@ -318,6 +332,16 @@ def validate(config: Config) -> Config:
             f"grad: adjoint needs an exact backend with a reverse pass; {config.execution.backend} has none "
             "(use param_shift or spsa)"
         )
+    execution = config.execution
+    if execution.mitigation != "none" and not (
+        execution.backend == "ibm_runtime" or (execution.backend == "aer_noisy" and execution.noise.startswith("fake_"))
+    ):
+        exact = " is exact:" if backends.backend_class(execution.backend).exact else " has no device readout:"
+        raise ConfigError(
+            f"mitigation: {execution.mitigation} corrects a device's measured counts; {execution.backend}"
+            f"{' --noise ' + execution.noise if execution.backend == 'aer_noisy' else ''}{exact} "
+            "use aer_noisy --noise fake_<device> or ibm_runtime"
+        )
     checks = [
         (config.circuit.blocks >= 1, "blocks must be >= 1"),
         (config.circuit.qubits is None or config.circuit.qubits >= 1, "qubits must be >= 1"),
@@ -336,6 +360,14 @@ def validate(config: Config) -> Config:
         (config.train.checkpoint_every >= 0, "checkpoint_every must be >= 0"),
         (config.execution.shots >= 1, "shots must be >= 1"),
         (config.train.max_steps is None or config.train.max_steps >= 1, "max_steps must be >= 1"),
+        (
+            config.train.train_shots is None or config.train.train_shots >= 1,
+            f"train_shots must be a positive integer, got {config.train.train_shots}",
+        ),
+        (
+            config.train.train_shots is None or config.model.method == "quantum_train",
+            "train_shots: the classical method executes no circuit",
+        ),
         (config.execution.max_retries >= 0, "max_retries must be >= 0"),
         (config.execution.retry_backoff >= 0, "retry_backoff must be >= 0"),
         (config.execution.max_shots is None or config.execution.max_shots >= 1, "max_shots must be >= 1"),
@@ -360,12 +392,29 @@ def validate(config: Config) -> Config:
             raise ConfigError(message)
     if config.execution.device.startswith("cuda") and not torch.cuda.is_available():
         raise ConfigError(f"device: {config.execution.device} asked for, but torch sees no CUDA device here")
-    if config.circuit.qubits is not None:
+    from .ansatz import qubits_for, states_for
+
+    with torch.random.fork_rng(devices=[]):  # building the target to count M must not move the run's seed
         weights = count_parameters(build_target(config.model.target))
-        if 2**config.circuit.qubits < weights:
+    per_state = config.model.weights_per_state
+    if not 1 <= per_state <= weights:
+        raise ConfigError(
+            f"weights_per_state: {per_state} is not between 1 and the {weights} weights of {config.model.target}"
+        )
+    if config.circuit.qubits is not None and 2**config.circuit.qubits < states_for(weights, per_state):
+        raise ConfigError(
+            f"qubits: 2^{config.circuit.qubits} = {2**config.circuit.qubits} outcomes cannot address "
+            f"the {weights} weights of {config.model.target}; need at least {qubits_for(weights, per_state)}"
+            + (f" at {per_state} weights per state" if per_state > 1 else "")
+        )
+    if config.execution.backend == "aer_density":
+        from .backends.noisy_simulation import MAX_DENSITY_QUBITS
+
+        qubits = config.circuit.qubits or qubits_for(weights, per_state)
+        if qubits > MAX_DENSITY_QUBITS:
             raise ConfigError(
-                f"qubits: 2^{config.circuit.qubits} = {2**config.circuit.qubits} outcomes cannot address "
-                f"the {weights} weights of {config.model.target}; need at least {math.ceil(math.log2(weights))}"
+                f"backend: aer_density holds a density matrix of at most {MAX_DENSITY_QUBITS} qubits; this model "
+                f"has {qubits} (raise --weights-per-state, e.g. 64 gives 7 qubits for mnist_cnn)"
             )
     return config
 

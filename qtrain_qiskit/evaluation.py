@@ -99,7 +99,7 @@ def _test(config: Config, state: dict[str, Any], data: Any, device: torch.device
 def evaluate_run(path: str | Path, *, checkpoint: str = "best", overrides: dict[str, Any] | None = None) -> dict:
     """Regenerate a run's weights on its (or an overriding) backend and test them.
 
-    On a sampled backend the exact figure (torch engine, float64) and the total-variation distance
+    On a sampled or noisy backend the exact figure (torch engine, float64) and the total-variation distance
     between the sampled and exact probabilities are reported beside it.
     """
     from . import backends
@@ -114,11 +114,12 @@ def evaluate_run(path: str | Path, *, checkpoint: str = "best", overrides: dict[
     )
     result: dict[str, Any] = {"checkpoint": checkpoint, "backend": config.execution.backend}
     result["test_loss"], result["test_accuracy"], probs = _test(config, state, data, device)
-    if not backends.backend_class(config.execution.backend).exact:
+    executor = backends.backend_class(config.execution.backend)
+    if not executor.exact or executor.noisy:
         exact = apply(copy.deepcopy(config), EXACT_EXECUTION, "exact reference")
         result["exact_test_loss"], result["exact_test_accuracy"], exact_probs = _test(exact, state, data, device)
         result["tvd_to_exact"] = total_variation(probs, exact_probs)
-        result["shots"] = config.execution.shots
+        result["shots"] = None if executor.exact else config.execution.shots
     return result
 
 

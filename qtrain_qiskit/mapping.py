@@ -1,9 +1,12 @@
 """The mapping model: from outcome probabilities to the target's weights.
 
-Weight i is produced by a small MLP from [bits of i, feature of P(i)]; only the first M outcomes
-are ever used. The MLP runs on all M rows at once (no loop over outcomes) for small targets, and on
-checkpointed chunks of rows for large ones, so that 2^20+ rows never hold their hidden
-activations all at once.
+Basis state i produces k weights (``weights_per_state``, default 1: weight i alone) by a small MLP
+from [bits of i, feature of P(i)]; only the first ceil(M / k) outcomes are ever used. With k > 1
+each used outcome carries k times more of the shots, which is what makes a model readable from a
+device's budget (batched parameter generation, Federated QT 2024; QPA, ICLR 2025).
+
+The MLP runs on all rows at once (no loop over outcomes) for small targets, and on checkpointed
+chunks of rows for large ones, so that 2^20+ rows never hold their hidden activations all at once.
 """
 
 from __future__ import annotations
@@ -14,6 +17,8 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 from torch.utils.checkpoint import checkpoint
+
+from .ansatz import states_for
 
 FEATURES = ("raw", "scaled", "standard")
 ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh, "gelu": nn.GELU, "silu": nn.SiLU}
@@ -54,7 +59,10 @@ def probability_feature(
 
 
 class MappingModel(nn.Module):
-    """MLP from [bits of i, feature of P(i)] to weight i, for i < num_weights.
+    """MLP from [bits of i, feature of P(i)] to weights i*k .. i*k+k-1, for i < ceil(M / k).
+
+    The k weights of one basis state share the MLP's hidden layer and differ in its last one
+    (k outputs); the last state's surplus outputs beyond M are dropped.
 
     ``probability_input=False`` is the ablation with no quantum input: the MLP sees the bits alone
     (N inputs instead of N + 1) and ignores any P it is given.
@@ -83,6 +91,7 @@ class MappingModel(nn.Module):
         num_qubits: int,
         num_weights: int,
         *,
+        weights_per_state: int = 1,
         hidden: Sequence[int] = (20,),
         activation: str = "relu",
         features: str = "scaled",
@@ -98,19 +107,21 @@ class MappingModel(nn.Module):
         if chunk and chunk & (chunk - 1):
             raise ValueError(f"chunk must be a power of two, got {chunk}")
         self.num_qubits, self.num_weights, self.features = num_qubits, num_weights, features
+        self.weights_per_state = weights_per_state
+        self.num_rows = states_for(num_weights, weights_per_state)
         self.feature_args = {"alpha": feature_alpha, "beta": feature_beta, "gamma": feature_gamma}
         self.signed = features != "raw"
         self.low_qubits = num_qubits if not chunk or chunk >= 2**num_qubits else chunk.bit_length() - 1
         self.chunk = 2**self.low_qubits
-        low_rows = min(num_weights, self.chunk)
+        low_rows = min(self.num_rows, self.chunk)
         self.register_buffer("low_bits", basis_bits(low_rows, self.low_qubits, signed=self.signed), persistent=False)
         sizes = [num_qubits + probability_input, *hidden]
         layers: list[nn.Module] = []
         for fan_in, fan_out in itertools.pairwise(sizes):
             layers += [nn.Linear(fan_in, fan_out), ACTIVATIONS[activation]()]
-        layers.append(nn.Linear(sizes[-1], 1))
+        layers.append(nn.Linear(sizes[-1], weights_per_state))
         self.mlp = nn.Sequential(*layers)
-        with torch.no_grad():  # why 0 by default: see the class docstring
+        with torch.no_grad():  # see bit_init_scale in the class docstring
             self.mlp[0].weight[:, :num_qubits] *= bit_init_scale
 
     def bits(self, start: int, stop: int) -> torch.Tensor:
@@ -122,22 +133,22 @@ class MappingModel(nn.Module):
         return torch.cat([low, high.to(low).expand(len(low), -1)], dim=1)
 
     def rows(self, feature: torch.Tensor, start: int) -> torch.Tensor:
-        """Generated weights start..start+len(feature)-1 from their features (an (n, 0) feature: bits only)."""
+        """Generated weights (len(feature), k) of basis states start.. (an (n, 0) feature: bits only)."""
         inputs = torch.cat([self.bits(start, start + len(feature)), feature], dim=1)
-        return self.mlp(inputs).squeeze(-1)
+        return self.mlp(inputs)
 
     def forward(self, probs: torch.Tensor) -> torch.Tensor:
         """Generated weight vector of shape (num_weights,) from probabilities of shape (2^N,)."""
         if self.probability_input:
-            used = probs[: self.num_weights].to(self.low_bits.dtype)
+            used = probs[: self.num_rows].to(self.low_bits.dtype)
             feature = probability_feature(used, self.num_qubits, self.features, **self.feature_args)[:, None]
         else:
-            feature = self.low_bits.new_empty(self.num_weights, 0)
-        if self.num_weights <= self.chunk:
-            return self.rows(feature, 0)
+            feature = self.low_bits.new_empty(self.num_rows, 0)
+        if self.num_rows <= self.chunk:
+            return self.rows(feature, 0).flatten()[: self.num_weights]
         recompute = torch.is_grad_enabled()
         pieces = [
             checkpoint(self.rows, piece, start, use_reentrant=False) if recompute else self.rows(piece, start)
-            for start, piece in zip(range(0, self.num_weights, self.chunk), feature.split(self.chunk), strict=True)
+            for start, piece in zip(range(0, self.num_rows, self.chunk), feature.split(self.chunk), strict=True)
         ]
-        return torch.cat(pieces)
+        return torch.cat(pieces).flatten()[: self.num_weights]

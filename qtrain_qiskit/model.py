@@ -82,6 +82,10 @@ class QuantumTrain(nn.Module):
 
     The target's own parameters are frozen and never used: the forward pass runs the target
     functionally on the generated weights, so gradients flow into the angles and the mapping.
+
+    ``train_shots`` S: in training mode the mapping sees P estimated from S fresh shots (with a
+    straight-through gradient, see `shot_noise`); in eval mode and in `export` P stays exact. On a
+    sampled backend the builder passes None: the backend's own shots are then the measurement.
     """
 
     def __init__(
@@ -92,8 +96,10 @@ class QuantumTrain(nn.Module):
         *,
         center: str = "tensor",
         weight_scale: str = "target_init",
+        train_shots: int | None = None,
     ) -> None:
         super().__init__()
+        self.train_shots = train_shots
         if center not in CENTERING:
             raise ValueError(f"center must be one of {', '.join(CENTERING)}, got {center!r}")
         self.target, self.quantum, self.mapping, self.center = target, quantum, mapping, center
@@ -119,7 +125,12 @@ class QuantumTrain(nn.Module):
         removes each tensor's mean, ``global`` the mean over all M (the QT authors'), ``none``
         neither (the seed's).
         """
-        return self.weights_from_probabilities(self.quantum())
+        probs = self.quantum()
+        if self.training and self.train_shots:
+            from .shot_noise import straight_through_shots
+
+            probs = straight_through_shots(probs, self.train_shots)
+        return self.weights_from_probabilities(probs)
 
     def weights_from_probabilities(self, probs: torch.Tensor) -> torch.Tensor:
         """theta (M,) from given outcome probabilities (e.g. measured once on hardware)."""
@@ -166,7 +177,7 @@ class QuantumTrain(nn.Module):
     def export(self) -> nn.Module:
         """A plain copy of the target carrying the generated weights: no quantum code needed."""
         model = copy.deepcopy(self.target)
-        for name, value in self.weight_views(self.generate_weights()).items():
+        for name, value in self.weight_views(self.weights_from_probabilities(self.quantum())).items():
             model.get_parameter(name).copy_(value)
         return model.requires_grad_(True)
 
@@ -230,12 +241,15 @@ def initial_angles(count: int, scheme: str, scale: float) -> torch.Tensor:
 
 
 def build_circuit(config: Config, num_weights: int) -> QuantumCircuit:
-    """The configured ansatz for a target of ``num_weights`` weights: N = ceil(log2 M) unless given."""
+    """The configured ansatz for a target of ``num_weights`` weights: N = ceil(log2 ceil(M / k)) unless given."""
     from .ansatz import build_ansatz, qubits_for
 
-    num_qubits = config.circuit.qubits or qubits_for(num_weights)
+    per_state = config.model.weights_per_state
+    num_qubits = config.circuit.qubits or qubits_for(num_weights, per_state)
     entanglement = "none" if config.model.quantum == "separable" else config.circuit.entanglement
-    return build_ansatz(num_qubits, config.circuit.blocks, entanglement, num_weights=num_weights)
+    return build_ansatz(
+        num_qubits, config.circuit.blocks, entanglement, num_weights=num_weights, weights_per_state=per_state
+    )
 
 
 def build_backend(config: Config, device: torch.device, *, job_ledger: object = None) -> Backend:
@@ -281,6 +295,7 @@ def build_mapping(config: Config, num_qubits: int, num_weights: int) -> nn.Modul
     return MappingModel(
         num_qubits,
         num_weights,
+        weights_per_state=config.model.weights_per_state,
         hidden=config.model.hidden,
         activation=config.model.activation,
         features=config.model.features,
@@ -332,6 +347,7 @@ def build_model(config: Config, device: torch.device, *, job_ledger: object = No
 
     The backend is prepared here (device, credentials, compilation), before anything executes.
     """
+    from . import backends
     from .targets import build_target
 
     target = build_target(config.model.target)
@@ -341,5 +357,16 @@ def build_model(config: Config, device: torch.device, *, job_ledger: object = No
     circuit = build_circuit(config, num_weights)
     quantum = build_quantum(config, circuit, device, job_ledger)
     mapping = build_mapping(config, circuit.num_qubits, num_weights)
-    model = QuantumTrain(target, quantum, mapping, center=config.model.center, weight_scale=config.model.weight_scale)
+    # Shot noise in training is simulated on an exact backend; a sampled one already gives the
+    # mapping measured P (evaluating or fine-tuning such a run there). No circuit, no shots.
+    exact = backends.backend_class(config.execution.backend).exact
+    sampled_in_training = exact and config.model.quantum not in ("none", "random_vector")
+    model = QuantumTrain(
+        target,
+        quantum,
+        mapping,
+        center=config.model.center,
+        weight_scale=config.model.weight_scale,
+        train_shots=config.train.train_shots if sampled_in_training else None,
+    )
     return model.to(device)

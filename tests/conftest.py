@@ -29,6 +29,9 @@ E2E_MODULES = {
     "test_accuracy_tools",
     "test_packaging",
     "test_comparison",
+    "test_mitigation",
+    "test_hardware_configs",
+    "test_density",
 }
 
 

@@ -82,7 +82,7 @@ def test_named_flags_exist():
         (["--qubits", "12"], "cannot address the 6676 weights of mnist_cnn; need at least 13"),
         (
             ["--backend", "quantum_magic"],
-            "backend: unknown 'quantum_magic'; available: aer_noisy, aer_shots, aer_statevector",
+            "backend: unknown 'quantum_magic'; available: aer_density, aer_noisy, aer_shots, aer_statevector",
         ),
         (["--grad", "guess"], "grad: 'guess' is not one of auto, adjoint, param_shift, spsa"),
         (["--backend", "aer_shots", "--grad", "adjoint"], "grad: adjoint needs an exact backend with a reverse pass"),

@@ -202,3 +202,29 @@ def test_missing_run_is_one_line(tmp_path):
         "noise_sweep.py", "--run", str(tmp_path / "nope"), "--out", str(tmp_path / "o")
     )
     assert status == 2 and "nope" in err and not (tmp_path / "o").exists()
+
+
+def test_sweep_table_pools_the_sweeps_of_several_runs(tmp_path):
+    from qtrain_qiskit.sweeps.noise import COLUMNS
+
+    folders = []
+    for seed, accuracy in ((0, 0.90), (1, 0.80)):
+        folder = tmp_path / f"s{seed}"
+        folder.mkdir()
+        results = ResultFile(folder / "results.csv", COLUMNS)
+        for repeat in range(2):
+            results.append(
+                {"protocol": "inference", "condition": "shots:1024", "kind": "shots", "value": "", "shots": 1024}
+                | {"trained_under": "", "repeat": repeat, "seed": seed, "accuracy": accuracy + 0.02 * repeat}
+                | {"loss": 0.3, "exact_accuracy": 0.95, "tvd": 0.1, "wall_s": 1.0}
+            )
+        folders.append(str(folder))
+    status, printed, err = run_script_inprocess("sweep_table.py", *folders, "--out", str(tmp_path / "pooled"))
+    assert status == 0, err
+    assert "4 rows from 2 sweeps" in printed
+    table = (tmp_path / "pooled" / "table.md").read_text()
+    mean, std = np.mean([0.90, 0.92, 0.80, 0.82]), np.std([0.90, 0.92, 0.80, 0.82], ddof=1)
+    assert f"| shots:1024 | 1024 | 4 | {mean:.4f} ± {std:.4f} |" in table, table
+    assert len(ResultFile(tmp_path / "pooled" / "results.csv", COLUMNS).rows()) == 4
+    status, _, err = run_script_inprocess("sweep_table.py", str(tmp_path / "empty"), "--out", str(tmp_path / "x"))
+    assert status == 2 and "holds no results.csv rows" in err

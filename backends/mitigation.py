@@ -1,0 +1,53 @@
+"""Readout-error mitigation of measured outcome frequencies with mthree (M3).
+
+A device misreads each measured bit with a few percent probability; for a QT model that reads its
+weights from 2^N probabilities this bias moves every P(i) the same way on every run, so averaging
+more shots does not remove it. M3 (Nation et al., PRX Quantum 2021) calibrates the readout of the
+measured physical qubits, solves the linear system of the reduced assignment matrix for the
+observed bitstrings and returns quasi-probabilities; the nearest probability vector (in L2,
+mthree's `nearest_probability_distribution`) is what the mapping is given.
+
+Calibration runs through the device object the sampled backend executes on (a fake device runs it
+locally with the device's noise), on the physical qubits the ISA circuit measures, before any
+circuit of the run executes.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import numpy as np
+from qiskit import QuantumCircuit
+
+
+class ReadoutMitigator:
+    """M3 calibrated once for the measured qubits of one ISA circuit; `correct` maps frequencies."""
+
+    _calibrations: ClassVar[dict[tuple, Any]] = {}  # (device, qubits, shots) -> M3Mitigation, per process
+
+    def __init__(self, device: Any, isa: QuantumCircuit, shots: int, *, runtime_mode: Any = None) -> None:
+        import mthree
+
+        self.qubits = mthree.utils.final_measurement_mapping(isa)  # physical qubit -> clbit
+        self.num_bits = isa.num_clbits
+        key = (device.name, tuple(sorted(self.qubits.items())), shots)
+        if key not in self._calibrations:
+            mitigation = mthree.M3Mitigation(device)
+            mitigation.cals_from_system(
+                qubits=list(self.qubits), shots=shots, async_cal=False, runtime_mode=runtime_mode
+            )
+            self._calibrations[key] = mitigation
+        self.mitigation = self._calibrations[key]
+
+    def correct(self, frequencies: np.ndarray, shots: int) -> np.ndarray:
+        """Mitigated probability vectors (batch, 2^num_bits) from measured frequencies of ``shots`` shots."""
+        return np.stack([self._correct_row(row, shots) for row in np.atleast_2d(frequencies)])
+
+    def _correct_row(self, frequencies: np.ndarray, shots: int) -> np.ndarray:
+        seen = np.flatnonzero(frequencies)
+        counts = {format(i, f"0{self.num_bits}b"): round(frequencies[i] * shots) for i in seen}
+        quasi = self.mitigation.apply_correction(counts, self.qubits)
+        nearest = quasi.nearest_probability_distribution()
+        out = np.zeros(2**self.num_bits)
+        out[[int(bits, 2) for bits in nearest]] = list(nearest.values())
+        return out
