@@ -57,7 +57,3 @@ def main(argv: list[str] | None = None) -> int:
 def cli() -> None:
     """Console entry point ``qtrain-benchmark``."""
     sys.exit(run_main(main))
-
-
-if __name__ == "__main__":
-    cli()

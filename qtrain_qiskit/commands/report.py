@@ -35,7 +35,3 @@ def main(argv: list[str] | None = None) -> int:
 def cli() -> None:
     """Console entry point ``qtrain-report``."""
     sys.exit(run_main(main))
-
-
-if __name__ == "__main__":
-    cli()

@@ -61,7 +61,3 @@ def main(argv: list[str] | None = None) -> int:
 def cli() -> None:
     """Console entry point ``qtrain-train``."""
     sys.exit(run_main(main))
-
-
-if __name__ == "__main__":
-    cli()
