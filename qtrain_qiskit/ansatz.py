@@ -10,7 +10,7 @@ import math
 
 from qiskit.circuit import ParameterVector, QuantumCircuit
 
-ENTANGLEMENTS = ("linear", "circular")
+ENTANGLEMENTS = ("linear", "circular", "none")
 
 
 def states_for(num_weights: int, weights_per_state: int = 1) -> int:
@@ -36,7 +36,8 @@ def build_ansatz(
     """Build the parameterized Quantum-Train ansatz.
 
     Each block is an RY on every qubit followed by a CNOT chain q -> q+1 (``"circular"`` adds the
-    wrap-around CNOT from the last qubit to qubit 0). The circuit is unmeasured: executors decide
+    wrap-around CNOT from the last qubit to qubit 0; ``"none"`` has no CNOT at all: a product state,
+    the separable ablation of the circuit). The circuit is unmeasured: executors decide
     how to obtain the 2^N computational-basis probabilities.
 
     Parameter order: one ``ParameterVector`` named ``theta`` of length ``num_blocks * num_qubits``;
@@ -65,7 +66,7 @@ def build_ansatz(
     for block in range(num_blocks):
         for qubit in range(num_qubits):
             circuit.ry(theta[block * num_qubits + qubit], qubit)
-        for qubit in range(num_qubits - 1):
+        for qubit in range(num_qubits - 1 if entanglement != "none" else 0):
             circuit.cx(qubit, qubit + 1)
         if entanglement == "circular" and num_qubits > 2:
             circuit.cx(num_qubits - 1, 0)

@@ -34,6 +34,10 @@ def option(default: Any, help: str, **kwargs: Any) -> Any:
     return field(default=default, metadata={"help": help, **kwargs})
 
 
+QUANTUM_STAGES = ("trained", "frozen", "random_vector", "separable", "none")
+NO_CIRCUIT = ("random_vector", "none")  # quantum stages that execute no circuit
+
+
 @dataclass
 class ModelConfig:
     method: str = option(
@@ -42,7 +46,15 @@ class ModelConfig:
         choices=("quantum_train", "classical"),
     )
     target: str = option(
-        "mnist_cnn", "target network whose weights are generated: mnist_cnn, cifar_cnn or mlp_<hidden>"
+        "mnist_cnn",
+        "target network whose weights are generated: mnist_cnn, cifar_cnn, mlp_<hidden> or cnn_<c1>_<c2>_<hidden>",
+    )
+    quantum: str = option(
+        "trained",
+        "the quantum stage (ablations change only it): trained circuit; frozen at its initial angles; "
+        "random_vector, a fixed Dirichlet(1) probability vector per seed (no circuit); separable, the "
+        "ansatz without CNOTs, trained; none, the mapping sees the basis bits only",
+        choices=QUANTUM_STAGES,
     )
     features: str = option("scaled", "probability feature fed to the mapping", choices=FEATURES)
     weights_per_state: int = option(
@@ -79,7 +91,7 @@ class ModelConfig:
 class CircuitConfig:
     qubits: int | None = option(None, "qubits N (default ceil(log2 ceil(M / k)) of the target)")
     blocks: int = option(8, "ansatz blocks L (RY layer + CNOT chain each)")
-    entanglement: str = option("linear", "CNOT pattern per block", choices=ENTANGLEMENTS)
+    entanglement: str = option("linear", "CNOT pattern per block (none: a product state)", choices=ENTANGLEMENTS)
     init: str = option(
         "uniform", "angle initialization: uniform in [-s, s] or normal(0, s)", choices=("uniform", "normal")
     )
@@ -176,6 +188,7 @@ SECTIONS = {
 class Config:
     name: str = "mnist"
     run_dir: str | None = None
+    group: str | None = None
     model: ModelConfig = field(default_factory=ModelConfig)
     circuit: CircuitConfig = field(default_factory=CircuitConfig)
     execution: ExecutionConfig = field(default_factory=ExecutionConfig)
@@ -186,7 +199,11 @@ class Config:
         return dataclasses.asdict(self)
 
 
-TOP_LEVEL = {"name": "run name (default run directory runs/<name>_<backend>_<time>)", "run_dir": "run directory"}
+TOP_LEVEL = {
+    "name": "run name (default run directory runs/<name>_<backend>_<time>)",
+    "run_dir": "run directory",
+    "group": "comparison this run belongs to: its ablations and baselines share it (train_grid --compare)",
+}
 
 
 def _fields() -> dict[str, tuple[str | None, dataclasses.Field, Any]]:
@@ -309,6 +326,7 @@ def validate(config: Config) -> Config:
             raise ConfigError(f"{key}: unknown fake device {value!r}; available: {', '.join(fake_device_names())}")
         if allowed is not None and value not in allowed:
             raise ConfigError(f"{key}: {value!r} is not 'depolarizing' or a fake device such as fake_torino")
+    check_quantum_stage(config)
     if config.execution.grad == "adjoint" and not backends.backend_class(config.execution.backend).supports_vjp():
         raise ConfigError(
             f"grad: adjoint needs an exact backend with a reverse pass; {config.execution.backend} has none "
@@ -399,6 +417,30 @@ def validate(config: Config) -> Config:
                 f"has {qubits} (raise --weights-per-state, e.g. 64 gives 7 qubits for mnist_cnn)"
             )
     return config
+
+
+def check_quantum_stage(config: Config) -> None:
+    """An ablation belongs to a Quantum-Train run, and one without a circuit to an exact backend.
+
+    A sampled or paid backend would be asked to run nothing: refusing says so before any cost. The
+    bits-only mapping cannot start with zero bit weights (issue 13's default for the QT model, where
+    the probability feature varies the start): it would have no varying input at all.
+    """
+    from . import backends
+
+    stage, backend = config.model.quantum, config.execution.backend
+    if stage != "trained" and config.model.method == "classical":
+        raise ConfigError(f"quantum: {stage} is an ablation of quantum_train; --method classical has no quantum stage")
+    if stage == "none" and config.model.bit_init_scale == 0:
+        raise ConfigError(
+            "quantum: none leaves the basis bits as the mapping's only input, and --bit-init-scale 0 starts "
+            "their weights at zero (every generated weight equal): use --bit-init-scale 1 (torch's default init)"
+        )
+    if stage in NO_CIRCUIT and not backends.backend_class(backend).exact:
+        raise ConfigError(
+            f"quantum: {stage} executes no circuit, so the sampled backend {backend} has nothing to run; "
+            f"use an exact backend ({', '.join(n for n in backends.available() if backends.backend_class(n).exact)})"
+        )
 
 
 def resolve_gradient(config: Config) -> str:

@@ -64,6 +64,9 @@ class MappingModel(nn.Module):
     The k weights of one basis state share the MLP's hidden layer and differ in its last one
     (k outputs); the last state's surplus outputs beyond M are dropped.
 
+    ``probability_input=False`` is the ablation with no quantum input: the MLP sees the bits alone
+    (N inputs instead of N + 1) and ignores any P it is given.
+
     ``chunk`` (a power of two; None or 0: no chunking) bounds the rows the MLP sees at once.
     Each chunk runs under `torch.utils.checkpoint`, so backward recomputes one chunk's
     activations at a time: peak memory is a few vectors of M plus one chunk's activations,
@@ -97,8 +100,10 @@ class MappingModel(nn.Module):
         feature_gamma: float = 1.0,
         chunk: int | None = None,
         bit_init_scale: float = 1.0,
+        probability_input: bool = True,
     ) -> None:
         super().__init__()
+        self.probability_input = probability_input
         if chunk and chunk & (chunk - 1):
             raise ValueError(f"chunk must be a power of two, got {chunk}")
         self.num_qubits, self.num_weights, self.features = num_qubits, num_weights, features
@@ -110,13 +115,13 @@ class MappingModel(nn.Module):
         self.chunk = 2**self.low_qubits
         low_rows = min(self.num_rows, self.chunk)
         self.register_buffer("low_bits", basis_bits(low_rows, self.low_qubits, signed=self.signed), persistent=False)
-        sizes = [num_qubits + 1, *hidden]
+        sizes = [num_qubits + probability_input, *hidden]
         layers: list[nn.Module] = []
         for fan_in, fan_out in itertools.pairwise(sizes):
             layers += [nn.Linear(fan_in, fan_out), ACTIVATIONS[activation]()]
         layers.append(nn.Linear(sizes[-1], weights_per_state))
         self.mlp = nn.Sequential(*layers)
-        with torch.no_grad():  # why 0 by default: see the class docstring
+        with torch.no_grad():  # see bit_init_scale in the class docstring
             self.mlp[0].weight[:, :num_qubits] *= bit_init_scale
 
     def bits(self, start: int, stop: int) -> torch.Tensor:
@@ -128,14 +133,17 @@ class MappingModel(nn.Module):
         return torch.cat([low, high.to(low).expand(len(low), -1)], dim=1)
 
     def rows(self, feature: torch.Tensor, start: int) -> torch.Tensor:
-        """Generated weights (len(feature), k) of basis states start..start+len(feature)-1."""
-        inputs = torch.cat([self.bits(start, start + len(feature)), feature[:, None]], dim=1)
+        """Generated weights (len(feature), k) of basis states start.. (an (n, 0) feature: bits only)."""
+        inputs = torch.cat([self.bits(start, start + len(feature)), feature], dim=1)
         return self.mlp(inputs)
 
     def forward(self, probs: torch.Tensor) -> torch.Tensor:
         """Generated weight vector of shape (num_weights,) from probabilities of shape (2^N,)."""
-        used = probs[: self.num_rows].to(self.low_bits.dtype)
-        feature = probability_feature(used, self.num_qubits, self.features, **self.feature_args)
+        if self.probability_input:
+            used = probs[: self.num_rows].to(self.low_bits.dtype)
+            feature = probability_feature(used, self.num_qubits, self.features, **self.feature_args)[:, None]
+        else:
+            feature = self.low_bits.new_empty(self.num_rows, 0)
         if self.num_rows <= self.chunk:
             return self.rows(feature, 0).flatten()[: self.num_weights]
         recompute = torch.is_grad_enabled()

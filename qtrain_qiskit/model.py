@@ -163,8 +163,8 @@ class QuantumTrain(nn.Module):
         return self.run_target(self.generate_weights(), x)
 
     def parameter_counts(self) -> dict[str, int]:
-        """Trainable parameters by part, and the target size they stand for."""
-        quantum = sum(p.numel() for p in self.quantum.parameters())
+        """Trainable parameters by part (a frozen circuit's angles are not), and the target size."""
+        quantum = sum(p.numel() for p in self.quantum.parameters() if p.requires_grad)
         mapping = sum(p.numel() for p in self.classical_parameters())
         return {
             "quantum_params": quantum,
@@ -197,10 +197,29 @@ class DirectWeights(nn.Module):
 
 
 class NoCircuit(nn.Module):
-    """The classical baseline executes no circuit: an empty probability vector."""
+    """The classical baseline and the bits-only ablation execute no circuit: an empty vector."""
 
     def forward(self) -> torch.Tensor:
         return torch.empty(0)
+
+
+class FixedProbabilities(nn.Module):
+    """The ``random_vector`` ablation: a probability vector drawn once per seed, never trained.
+
+    Dirichlet(1, ..., 1) over 2^N outcomes (normalized exponentials) is the Porter-Thomas law that
+    the outcome probabilities of deep random circuits follow, so the mapping sees a vector with the
+    statistics of a random circuit's P, without any circuit. A persistent buffer: checkpoints,
+    resume and export carry the very same vector.
+    """
+
+    def __init__(self, num_qubits: int, seed: int) -> None:
+        super().__init__()
+        generator = torch.Generator().manual_seed(seed)
+        draws = torch.empty(2**num_qubits, dtype=torch.float64).exponential_(generator=generator)
+        self.register_buffer("probs", (draws / draws.sum()).float())
+
+    def forward(self) -> torch.Tensor:
+        return self.probs
 
 
 def resolve_device(name: str) -> torch.device:
@@ -227,12 +246,9 @@ def build_circuit(config: Config, num_weights: int) -> QuantumCircuit:
 
     per_state = config.model.weights_per_state
     num_qubits = config.circuit.qubits or qubits_for(num_weights, per_state)
+    entanglement = "none" if config.model.quantum == "separable" else config.circuit.entanglement
     return build_ansatz(
-        num_qubits,
-        config.circuit.blocks,
-        config.circuit.entanglement,
-        num_weights=num_weights,
-        weights_per_state=per_state,
+        num_qubits, config.circuit.blocks, entanglement, num_weights=num_weights, weights_per_state=per_state
     )
 
 
@@ -272,27 +288,12 @@ def build_gradient(config: Config) -> GradientMethod:
     )
 
 
-def build_model(config: Config, device: torch.device, *, job_ledger: object = None) -> QuantumTrain:
-    """Target, ansatz, backend, quantum layer and mapping as the configuration says.
-
-    The backend is prepared here (device, credentials, compilation), before anything executes.
-    """
+def build_mapping(config: Config, num_qubits: int, num_weights: int) -> nn.Module:
+    """The configured mapping MLP (bits only for the ``none`` ablation)."""
     from .mapping import MappingModel
-    from .qnn import build_quantum_layer
-    from .targets import build_target
 
-    target = build_target(config.model.target)
-    if config.model.method == "classical":
-        return QuantumTrain(target, NoCircuit(), DirectWeights(target), center="none", weight_scale="none").to(device)
-    num_weights = count_parameters(target)
-    circuit = build_circuit(config, num_weights)
-    backend = build_backend(config, device, job_ledger=job_ledger)
-    backend.prepare(circuit)
-
-    angles = initial_angles(circuit.num_parameters, config.circuit.init, config.circuit.init_scale)
-    quantum = build_quantum_layer(circuit, backend, build_gradient(config), angles)
-    mapping = MappingModel(
-        circuit.num_qubits,
+    return MappingModel(
+        num_qubits,
         num_weights,
         weights_per_state=config.model.weights_per_state,
         hidden=config.model.hidden,
@@ -303,14 +304,69 @@ def build_model(config: Config, device: torch.device, *, job_ledger: object = No
         feature_gamma=config.model.feature_gamma,
         chunk=config.model.mapping_chunk,
         bit_init_scale=config.model.bit_init_scale,
+        probability_input=config.model.quantum != "none",
     )
+
+
+def trainable_count(config: Config) -> int:
+    """Trainable parameters of the configured model, counted without building a backend."""
+    from .targets import build_target
+
+    target = build_target(config.model.target)
+    if config.model.method == "classical":
+        return count_parameters(target)
+    num_weights = count_parameters(target)
+    circuit = build_circuit(config, num_weights)
+    angles = circuit.num_parameters if config.model.quantum in ("trained", "separable") else 0
+    scales = len(parameter_layout(target)) if config.model.weight_scale == "learned" else 0
+    return angles + count_parameters(build_mapping(config, circuit.num_qubits, num_weights)) + scales
+
+
+def build_quantum(config: Config, circuit: QuantumCircuit, device: torch.device, job_ledger: object) -> nn.Module:
+    """The quantum stage the configuration names: the trained circuit or one of its ablations.
+
+    The angles are drawn for every stage, used or not, so that the mapping that follows starts
+    from the same random state for a given seed across the ablations of a comparison.
+    """
+    from .qnn import build_quantum_layer
+
+    angles = initial_angles(circuit.num_parameters, config.circuit.init, config.circuit.init_scale)
+    stage = config.model.quantum
+    if stage == "none":
+        return NoCircuit()
+    if stage == "random_vector":
+        return FixedProbabilities(circuit.num_qubits, config.train.seed)
+    backend = build_backend(config, device, job_ledger=job_ledger)
+    backend.prepare(circuit)
+    quantum = build_quantum_layer(circuit, backend, build_gradient(config), angles)
+    return quantum.requires_grad_(False) if stage == "frozen" else quantum
+
+
+def build_model(config: Config, device: torch.device, *, job_ledger: object = None) -> QuantumTrain:
+    """Target, ansatz, backend, quantum stage and mapping as the configuration says.
+
+    The backend is prepared here (device, credentials, compilation), before anything executes.
+    """
+    from . import backends
+    from .targets import build_target
+
+    target = build_target(config.model.target)
+    if config.model.method == "classical":
+        return QuantumTrain(target, NoCircuit(), DirectWeights(target), center="none", weight_scale="none").to(device)
+    num_weights = count_parameters(target)
+    circuit = build_circuit(config, num_weights)
+    quantum = build_quantum(config, circuit, device, job_ledger)
+    mapping = build_mapping(config, circuit.num_qubits, num_weights)
+    # Shot noise in training is simulated on an exact backend; a sampled one already gives the
+    # mapping measured P (evaluating or fine-tuning such a run there). No circuit, no shots.
+    exact = backends.backend_class(config.execution.backend).exact
+    sampled_in_training = exact and config.model.quantum not in ("none", "random_vector")
     model = QuantumTrain(
         target,
         quantum,
         mapping,
         center=config.model.center,
         weight_scale=config.model.weight_scale,
-        # a sampled backend already gives the mapping measured P (evaluating or fine-tuning such a run there)
-        train_shots=config.train.train_shots if backend.exact else None,
+        train_shots=config.train.train_shots if sampled_in_training else None,
     )
     return model.to(device)

@@ -39,6 +39,9 @@ class RunResult:
     hidden: str
     epochs: int
     train_seconds: float
+    target: str = "mnist_cnn"
+    quantum: str = "trained"  # the quantum stage (an ablation when not "trained")
+    group: str | None = None  # the comparison it belongs to (train_grid --compare)
 
 
 def load_result(path: str | Path) -> RunResult:
@@ -65,6 +68,9 @@ def load_result(path: str | Path) -> RunResult:
         hidden="-" if config.model.method == "classical" else ",".join(map(str, config.model.hidden)),
         epochs=summary["epochs"],
         train_seconds=summary["train_seconds"],
+        target=config.model.target,
+        quantum=config.model.quantum,
+        group=config.group,
     )
 
 
@@ -177,10 +183,13 @@ def plot_curve(groups: Sequence[Group], path: Path) -> None:
 
 
 def write_report(paths: Sequence[str | Path], out: Path) -> list[Path]:
-    """Markdown table, per-run CSV and the curve for the runs at ``paths``; returns the files."""
+    """Markdown table, per-run CSV and the curve for the runs at ``paths``, plus the comparison
+    table and plot when runs of `train_grid --compare` are among them; returns the files."""
+    from .comparison import write_comparison
+
     groups = group_runs(load_result(path) for path in paths)
     out.mkdir(parents=True, exist_ok=True)
     write_atomic(out / TABLE_FILE, lambda handle: handle.write(table(groups).encode()))
     write_atomic(out / CSV_FILE, lambda handle: handle.write(csv_text(groups).encode()))
     plot_curve(groups, out / CURVE_FILE)
-    return [out / TABLE_FILE, out / CSV_FILE, out / CURVE_FILE]
+    return [out / TABLE_FILE, out / CSV_FILE, out / CURVE_FILE, *write_comparison(groups, out)]

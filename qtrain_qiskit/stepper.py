@@ -38,7 +38,8 @@ class Stepper:
         self.model, self.clip = model, clip
         self.world_size = context.world_size if context else 1
         self.runner = context.wrap(model) if context else model
-        self.parts = {"quantum": list(model.quantum.parameters()), "mapping": model.classical_parameters()}
+        quantum = [p for p in model.quantum.parameters() if p.requires_grad]  # none for a frozen circuit
+        self.parts = {"quantum": quantum, "mapping": model.classical_parameters()}
         self.params = [p for part in self.parts.values() for p in part]
         fused = device.type in ("cpu", "cuda")  # one kernel for all parameters where torch has one
         self.optimizer = torch.optim.Adam(self.params, lr=lr, weight_decay=weight_decay, fused=fused or None)

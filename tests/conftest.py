@@ -28,6 +28,7 @@ E2E_MODULES = {
     "test_scale",
     "test_accuracy_tools",
     "test_packaging",
+    "test_comparison",
     "test_mitigation",
     "test_hardware_configs",
     "test_density",

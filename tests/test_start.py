@@ -106,3 +106,24 @@ def test_start_gains_are_fixed_saved_and_do_not_pin_the_tensor_norms():
     restored = _model(1, features="standard")  # other angles and mapping: its own first forward would differ
     restored.load_state_dict(model.state_dict())
     torch.testing.assert_close(restored.generate_weights(), model.generate_weights())
+
+
+def test_effective_rank_against_closed_forms():
+    from qtrain_qiskit.diagnostics import effective_rank
+
+    assert effective_rank(torch.eye(6)) == pytest.approx(1.0)
+    assert effective_rank(torch.ones(4, 9)) == pytest.approx(1 / 4)  # rank one
+    assert effective_rank(torch.diag(torch.tensor([1.0, 1.0, 0.0, 0.0]))) == pytest.approx(0.5)
+
+
+def test_start_stats_prints_generated_beside_standard_and_refuses_bad_seeds(mnist_root):
+    from .conftest import run_script_inprocess
+
+    common = ["--backend", "torch_statevector", "--blocks", "2", "--images", "16", "--data-dir", str(mnist_root)]
+    status, out, err = run_script_inprocess("start_stats.py", *common, "--seeds", "0,1")
+    assert status == 0, err
+    rows = {line.split(" | ")[0].lstrip("| "): line for line in out.splitlines() if line.startswith("| ")}
+    generated, standard = (float(v) for v in rows["classifier.1.weight rms"].strip(" |").split(" | ")[1:])
+    assert generated == pytest.approx(standard, rel=1e-3)  # the target_init start matches the init spread
+    status, _, err = run_script_inprocess("start_stats.py", *common, "--seeds", "0,x")
+    assert status == 2 and err.strip().startswith("error: --seeds") and len(err.strip().splitlines()) == 1

@@ -19,7 +19,7 @@ import yaml
 from tqdm.auto import tqdm
 
 from ..cli import run_main
-from ..config import ConfigError, StrictParser, add_field_flags, apply_flat, load_yaml
+from ..config import NO_CIRCUIT, ConfigError, StrictParser, add_field_flags, apply_flat, load_yaml
 from ..evaluation import CHECKPOINTS
 from ..rundir import RunDir, write_atomic
 from ..sweeps.executor import run_tasks
@@ -67,6 +67,8 @@ def main(argv: list[str] | None = None) -> int:
     settings, run_path, out = parse(argv)
     run = RunDir.existing(run_path)
     run.load_checkpoint(CHECKPOINTS[settings.checkpoint])  # a missing or unreadable one fails here, not in a worker
+    if (stage := run.config().model.quantum) in NO_CIRCUIT:
+        raise ConfigError(f"noise sweep: {run.path} was trained with --quantum {stage}: no circuit to put under noise")
     identity = {"run": str(run.path.resolve()), **dataclasses.asdict(settings)}
     identity = {key: identity[key] for key in IDENTITY} | {"settings": dataclasses.asdict(settings)}
     claim_output(out, identity)

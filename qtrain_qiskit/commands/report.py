@@ -3,7 +3,9 @@
 python scripts/report.py runs/* --out docs/results/accuracy
 python scripts/report.py runs/mnist_best_s0 runs/mnist_best_s1 runs/mnist_best_s2 --out /tmp/report
 
-Runs are grouped by their configuration name (mean ± std over the seeds of a group).
+Runs are grouped by their configuration name (mean ± std over the seeds of a group); runs of
+`train_grid.py --compare` also get comparison.md (each variant's paired difference to the trained
+circuit) and comparison_vs_params.png.
 """
 
 from __future__ import annotations
@@ -21,9 +23,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("runs", nargs="+", help="finished run directories")
     parser.add_argument("--out", required=True, help="folder for results.md, results.csv, accuracy_vs_params.png")
     args = parser.parse_args(argv)
-    for path in write_report(args.runs, Path(args.out)):
+    written = write_report(args.runs, Path(args.out))
+    for path in written:
         print(path)
-    print((Path(args.out) / "results.md").read_text(), end="")
+    for path in written:
+        if path.suffix == ".md":
+            print(path.read_text(), end="")
     return 0
 
 

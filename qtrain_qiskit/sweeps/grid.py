@@ -1,5 +1,7 @@
 """Training grids: one run per combination of configuration values (seeds, block counts, ...).
 
+With ``compare`` every point also expands into its controls (`comparison_variants`): the quantum
+stage's ablations, the equal-budget classical CNN and the full CNN, all sharing the point's group.
 Each point is an ordinary run directory named after its values, trained in a worker process (or
 a Ray task) by the same `trainer.train`; a finished point (its summary written) is skipped on a
 rerun, an interrupted one resumes from its last checkpoint.
@@ -11,8 +13,10 @@ import itertools
 from pathlib import Path
 from typing import Any
 
-from ..config import ConfigError, apply, from_yaml_and_flags, validate
+from ..config import QUANTUM_STAGES, Config, ConfigError, apply, from_yaml_and_flags, validate
+from ..model import trainable_count
 from ..rundir import SUMMARY_FILE
+from ..targets import matched_cnn
 
 
 def parse_grid(specs: list[str]) -> dict[str, list[str]]:
@@ -37,14 +41,41 @@ def point_name(base: str, point: dict[str, str]) -> str:
     return f"{base}_{values}" if values else base
 
 
-def plan_runs(config_file: str | None, flags: dict[str, Any], grid: dict[str, list[str]], root: Path) -> list[tuple]:
-    """(run directory, resolved config as a dict) per point; every point is validated up front."""
+def comparison_variants(config: Config) -> list[tuple[str, dict[str, str]]]:
+    """(label, overrides) of a Quantum-Train configuration and its controls, the trained circuit first.
+
+    Each ablation changes only the quantum stage; the baselines train a classical CNN directly (same
+    trainer, data, epochs, seeds): the ``cnn_*`` member within 10% of the trained model's trainable
+    parameters, and the full target. A configuration no member matches is refused (ConfigError).
+    """
+    if config.model.method == "classical" or config.model.quantum != "trained":
+        raise ConfigError("--compare starts from a quantum_train configuration with --quantum trained")
+    try:
+        matched = matched_cnn(trainable_count(config))
+    except ValueError as exc:
+        raise ConfigError(f"--compare: {exc}") from None
+    # the bits-only mapping starts from torch's default weights on its only input (see check_quantum_stage)
+    bits_only = {"bit_init_scale": str(config.model.bit_init_scale or 1.0)}
+    ablations = [(stage, {"quantum": stage, **(bits_only if stage == "none" else {})}) for stage in QUANTUM_STAGES]
+    baselines = [(target, {"method": "classical", "target": target}) for target in (matched, config.model.target)]
+    return ablations + baselines
+
+
+def plan_runs(
+    config_file: str | None, flags: dict[str, Any], grid: dict[str, list[str]], root: Path, *, compare: bool = False
+) -> list[tuple]:
+    """(run directory, resolved config as a dict) per point (and per variant with ``compare``);
+    every run is validated up front."""
     tasks = []
     for point in grid_points(grid):
-        config = from_yaml_and_flags(config_file, {**flags, **point})
-        config = validate(apply(config, {"name": point_name(config.name, point)}, "grid"))
-        path = root / f"{config.name}_seed{config.train.seed}"
-        tasks.append((str(path), config.to_dict()))
+        config = validate(from_yaml_and_flags(config_file, {**flags, **point}))
+        name = point_name(config.name, point)
+        variants = comparison_variants(config) if compare else [("", {})]
+        for label, overrides in variants:
+            run = from_yaml_and_flags(config_file, {**flags, **point, **overrides})
+            values = {"name": f"{name}_{label}", "group": name} if compare else {"name": name}
+            run = validate(apply(run, values, "grid"))
+            tasks.append((str(root / f"{run.name}_seed{run.train.seed}"), run.to_dict()))
     return tasks
 
 
@@ -52,7 +83,6 @@ def train_point(task: tuple[str, dict[str, Any]]) -> dict[str, Any]:
     """Train one point (or finish it); returns its summary."""
     import json
 
-    from ..config import Config
     from .resume import train_or_resume
 
     path, values = task

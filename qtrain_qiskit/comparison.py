@@ -1,0 +1,181 @@
+"""Each Quantum-Train configuration beside its controls: ablations and equal-budget classical CNNs.
+
+Runs that `train_grid --compare` trained share a ``group``. Within a group the trained circuit is
+the reference; every other variant is compared with it seed by seed (same seed: same data order,
+same mapping start), so the paired difference removes the seed-to-seed spread that both share.
+With few seeds the bootstrap interval is crude (3 seeds: 10 distinct resample means) and is said
+to be; the Wilcoxon signed-rank test is reported only from 5 seeds, below which its smallest
+possible two-sided p-value exceeds 0.05.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import statistics
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from .config import QUANTUM_STAGES
+from .report import Group, RunResult
+from .rundir import write_atomic
+from .sweeps.results import markdown_table
+
+COMPARISON_FILE, COMPARISON_CURVE = "comparison.md", "comparison_vs_params.png"
+REFERENCE = QUANTUM_STAGES[0]  # "trained": the model every other variant is paired with
+WILCOXON_MIN_SEEDS = 5
+EXACT_BOOTSTRAP_LIMIT = 50_000  # enumerate all n^n resamples up to this many, else sample
+
+
+def variant(run: RunResult, reference_target: str) -> str:
+    """The run's role in its group: a quantum stage, or the equal-budget / full classical CNN."""
+    if run.method != "classical":
+        return run.quantum
+    return f"full CNN ({run.target})" if run.target == reference_target else f"equal-budget CNN ({run.target})"
+
+
+def paired_differences(reference: dict[int, float], other: dict[int, float]) -> list[float]:
+    """other - reference for every seed both have, in seed order."""
+    return [other[seed] - reference[seed] for seed in sorted(reference.keys() & other.keys())]
+
+
+def bootstrap_ci(values: Sequence[float], level: float = 0.95, resamples: int = 20_000) -> tuple[float, float]:
+    """Percentile bootstrap interval of the mean of ``values``.
+
+    Exact where all n^n equally likely resamples can be enumerated (n <= 6), so small cases are
+    deterministic and checkable by hand; otherwise ``resamples`` draws from a fixed seed.
+    """
+    data = np.asarray(values, dtype=float)
+    n = len(data)
+    if n == 0:
+        return math.nan, math.nan
+    if n**n <= EXACT_BOOTSTRAP_LIMIT:
+        means = np.array([data[list(idx)].mean() for idx in itertools.product(range(n), repeat=n)])
+    else:
+        means = data[np.random.default_rng(0).integers(0, n, (resamples, n))].mean(axis=1)
+    tail = (1 - level) / 2
+    low, high = np.quantile(means, [tail, 1 - tail], method="inverted_cdf")
+    return float(low), float(high)
+
+
+def wilcoxon_p(values: Sequence[float]) -> float | None:
+    """Two-sided Wilcoxon signed-rank p-value of the paired differences; None below 5 seeds."""
+    if len(values) < WILCOXON_MIN_SEEDS:
+        return None
+    from scipy.stats import wilcoxon
+
+    if all(v == 0 for v in values):
+        return 1.0
+    return float(wilcoxon(values).pvalue)
+
+
+def comparison_groups(groups: Sequence[Group]) -> dict[str, list[Group]]:
+    """Groups of runs (one per variant) by their comparison, the trained circuit first in each."""
+    out: dict[str, list[Group]] = {}
+    for group in groups:
+        if group.first.group:
+            out.setdefault(group.first.group, []).append(group)
+    for members in out.values():
+        members.sort(key=_order)
+    return out
+
+
+def _order(group: Group) -> tuple[int, int]:
+    """The trained circuit, its ablations in QUANTUM_STAGES order, then the CNNs by size."""
+    run = group.first
+    if run.method == "classical":
+        return len(QUANTUM_STAGES), run.trainable_params
+    return QUANTUM_STAGES.index(run.quantum), 0
+
+
+HEADER = [
+    "comparison",
+    "variant",
+    "trainable",
+    "seeds",
+    "test accuracy (mean ± std)",
+    "paired diff. vs trained (points)",
+    "95% bootstrap CI",
+    "Wilcoxon p",
+]
+
+
+def _points(value: float) -> str:
+    return f"{100 * value:+.2f}"
+
+
+def comparison_rows(name: str, members: Sequence[Group]) -> list[list[str]]:
+    """One row per variant of one comparison: its accuracy, and its paired difference to the trained circuit."""
+    reference = next((g for g in members if g.first.method != "classical" and g.first.quantum == REFERENCE), None)
+    by_seed = {r.seed: r.test_accuracy for r in reference.runs} if reference else {}
+    rows = []
+    for group in members:
+        mean, std = group.stat("test_accuracy")
+        diffs = paired_differences(by_seed, {r.seed: r.test_accuracy for r in group.runs})
+        if group is reference or not diffs:
+            paired = ["-", "-", "-"]
+        else:
+            low, high = bootstrap_ci(diffs)
+            p = wilcoxon_p(diffs)
+            spread = f" ± {100 * statistics.stdev(diffs):.2f}" if len(diffs) > 1 else ""
+            paired = [
+                f"{_points(statistics.fmean(diffs))}{spread}",
+                f"[{_points(low)}, {_points(high)}]",
+                f"{p:.3f}" if p is not None else f"- (n={len(diffs)} < {WILCOXON_MIN_SEEDS})",
+            ]
+        label = variant(group.first, reference.first.target if reference else "")
+        seeds = ",".join(str(r.seed) for r in group.runs)
+        accuracy = f"{100 * mean:.2f} ± {100 * std:.2f} %"
+        rows.append([name, label, f"{group.first.trainable_params:,}", seeds, accuracy, *paired])
+    return rows
+
+
+def comparison_table(groups: Sequence[Group]) -> str:
+    rows = [row for name, members in comparison_groups(groups).items() for row in comparison_rows(name, members)]
+    return markdown_table(HEADER, rows)
+
+
+def plot_families(groups: Sequence[Group], path: Path) -> None:
+    """Test accuracy vs trainable parameters, one marker series per variant family (log x)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    families: dict[str, list[Group]] = {}
+    for members in comparison_groups(groups).values():
+        target = members[0].first.target
+        for group in members:
+            family = variant(group.first, target).split(" (")[0]
+            families.setdefault(family, []).append(group)
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for (family, members), marker in zip(families.items(), itertools.cycle("os^vDPX*"), strict=False):
+        members.sort(key=lambda g: g.first.trainable_params)
+        stats = [g.stat("test_accuracy") for g in members]
+        ax.errorbar(
+            [g.first.trainable_params for g in members],
+            [100 * m for m, _ in stats],
+            [100 * s for _, s in stats],
+            marker=marker,
+            capsize=3,
+            linestyle="-" if len(members) > 1 else "none",
+            label=family,
+        )
+    ax.set(xscale="log", xlabel="trainable parameters", ylabel="test accuracy (%)")
+    ax.set_title("Quantum-Train, its ablations and classical CNNs (mean ± std over seeds)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    write_atomic(path, lambda handle: fig.savefig(handle, format="png", dpi=110))
+    plt.close(fig)
+
+
+def write_comparison(groups: Sequence[Group], out: Path) -> list[Path]:
+    """comparison.md and its plot when any run belongs to a comparison; no files otherwise."""
+    if not comparison_groups(groups):
+        return []
+    write_atomic(out / COMPARISON_FILE, lambda handle: handle.write(comparison_table(groups).encode()))
+    plot_families(groups, out / COMPARISON_CURVE)
+    return [out / COMPARISON_FILE, out / COMPARISON_CURVE]
