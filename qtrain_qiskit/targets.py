@@ -148,6 +148,14 @@ def cnn_weights(c1: int, c2: int, hidden: int) -> int:
     return convs + head
 
 
+def mlp_for_qubits(num_qubits: int) -> str:
+    """The widest ``mlp_<hidden>`` with at most 2^N weights: N = ceil(log2 M) is then ``num_qubits``."""
+    width = (2**num_qubits - MLP_FIXED_WEIGHTS) // MLP_WEIGHTS_PER_UNIT
+    if width < 1 or MLP_WEIGHTS_PER_UNIT * width + MLP_FIXED_WEIGHTS <= 2 ** (num_qubits - 1):
+        raise ValueError(f"no mlp_<hidden> target needs exactly {num_qubits} qubits (the smallest has 805 weights)")
+    return f"{MLP_PREFIX}{width}"
+
+
 def cnn_bottleneck(c1: int, c2: int, hidden: int) -> int:
     """The narrowest representation the classifier reads: the hidden layer, or the 25 c2 features."""
     return min(hidden, 25 * c2) if hidden else 25 * c2
