@@ -30,6 +30,11 @@ RUN = [
     "45",
     "--lr",
     "0.002",
+    # The seed's start: with target_init gains the two runs' mean quantum-gradient norms drift apart
+    # by 1.7e-5 (epoch 1) and 2.3e-4 (epoch 2) relative, too close to the 6e-4 of a wrong average
+    # for this test to tell them apart (README "What does not work yet").
+    "--weight-scale",
+    "none",
     "--epochs",
     "2",
     "--val-fraction",
