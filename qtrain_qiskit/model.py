@@ -73,7 +73,11 @@ class TensorScale(nn.Module):
         if self.learned:
             return theta * (self.weight.to(theta.dtype) / rms)[self.tensor_index]
         if self.gain.isnan().any():
-            self.gain.copy_(self.spread / rms.detach())
+            # A tensor the mapping starts (nearly) constant on, e.g. a 4-element bias under a product
+            # state, would get an unbounded gain (2e11 measured, and the run diverged): its spread is
+            # floored at 1e-3 of the spread over all weights, far below any tensor of the reference CNN.
+            overall = (squares.sum() / self.tensor_sizes.sum()).sqrt()
+            self.gain.copy_(self.spread / torch.maximum(rms, 1e-3 * overall).detach())
         return theta * self.gain.to(theta.dtype)[self.tensor_index]
 
 

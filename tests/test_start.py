@@ -127,3 +127,19 @@ def test_start_stats_prints_generated_beside_standard_and_refuses_bad_seeds(mnis
     assert generated == pytest.approx(standard, rel=1e-3)  # the target_init start matches the init spread
     status, _, err = run_script_inprocess("start_stats.py", *common, "--seeds", "0,x")
     assert status == 2 and err.strip().startswith("error: --seeds") and len(err.strip().splitlines()) == 1
+
+
+def test_a_tensor_the_mapping_starts_constant_on_gets_a_bounded_gain():
+    """Nearly equal generated values in one tensor (a product state's P on a 4-element bias) must not
+    be blown up to the target's spread: the gain is capped at spread / (1e-3 x overall rms)."""
+    from qtrain_qiskit.model import TensorScale
+
+    target = nn.Linear(3, 4)  # weight (4, 3), bias (4,)
+    sizes = torch.tensor([12.0, 4.0])
+    index = torch.repeat_interleave(torch.arange(2), sizes.long())
+    scale = TensorScale(target, index, sizes, learned=False)
+    theta = torch.cat([torch.randn(12, dtype=torch.float64), torch.full((4,), 1e-9, dtype=torch.float64)])
+    out = scale(theta)
+    overall = theta.pow(2).mean().sqrt()
+    assert out[12:].abs().max() <= scale.spread[1] * 1e-9 / (1e-3 * overall) * 1.0001
+    assert out[:12].pow(2).mean().sqrt().item() == pytest.approx(scale.spread[0].item(), rel=1e-5)
