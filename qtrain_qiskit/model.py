@@ -31,6 +31,12 @@ CENTERING = ("tensor", "global", "none")
 WEIGHT_SCALES = ("target_init", "learned", "none")
 
 
+def per_tensor_mean(values: torch.Tensor, tensor_index: torch.Tensor, tensor_sizes: torch.Tensor) -> torch.Tensor:
+    """Mean of ``values`` (M,) over each target tensor's slice: one value per tensor."""
+    sums = torch.zeros_like(tensor_sizes, dtype=values.dtype).index_add(0, tensor_index, values)
+    return sums / tensor_sizes
+
+
 class TensorScale(nn.Module):
     """Per-tensor factors that give each generated target tensor the spread of the target's own init.
 
@@ -68,15 +74,15 @@ class TensorScale(nn.Module):
             self.register_buffer("gain", torch.full_like(spread, math.nan))  # NaN until the first forward
 
     def forward(self, theta: torch.Tensor) -> torch.Tensor:
-        squares = torch.zeros_like(self.tensor_sizes, dtype=theta.dtype).index_add(0, self.tensor_index, theta**2)
-        rms = (squares / self.tensor_sizes).clamp_min(1e-24).sqrt()
+        mean_squares = per_tensor_mean(theta**2, self.tensor_index, self.tensor_sizes)
+        rms = mean_squares.clamp_min(1e-24).sqrt()
         if self.learned:
             return theta * (self.weight.to(theta.dtype) / rms)[self.tensor_index]
         if self.gain.isnan().any():
             # A tensor the mapping starts (nearly) constant on, e.g. a 4-element bias under a product
             # state, would get an unbounded gain (2e11 measured, and the run diverged): its spread is
             # floored at 1e-3 of the spread over all weights, far below any tensor of the reference CNN.
-            overall = (squares.sum() / self.tensor_sizes.sum()).sqrt()
+            overall = theta.pow(2).mean().sqrt()
             self.gain.copy_(self.spread / torch.maximum(rms, 1e-3 * overall).detach())
         return theta * self.gain.to(theta.dtype)[self.tensor_index]
 
@@ -145,8 +151,7 @@ class QuantumTrain(nn.Module):
         if self.center == "global":
             theta = theta - theta.mean()
         elif self.center == "tensor":
-            sums = torch.zeros_like(self.tensor_sizes, dtype=theta.dtype).index_add(0, self.tensor_index, theta)
-            theta = theta - (sums / self.tensor_sizes)[self.tensor_index]
+            theta = theta - per_tensor_mean(theta, self.tensor_index, self.tensor_sizes)[self.tensor_index]
         return (theta if self.scale is None else self.scale(theta)).to(generated.dtype)
 
     def classical_parameters(self) -> list[nn.Parameter]:
