@@ -19,7 +19,7 @@ class MNISTCNN(nn.Module):
     conv3x3(1 -> c1), ReLU, maxpool 2, conv3x3(c1 -> c2), ReLU, maxpool 2, flatten (c2 x 5 x 5),
     linear -> hidden, ReLU, linear -> 10 (hidden 0: straight to the 10 classes). The defaults
     (4, 8, 30) are the seed's 6,676-weight network; smaller widths are the equal-budget classical
-    baselines ``cnn_<c1>_<c2>_<hidden>`` (`cnn_weights` counts them).
+    baselines ``cnn_<c1>_<c2>_<hidden>`` (`cnn_weights` counts them; see also `GAPCNN`).
     """
 
     def __init__(self, c1: int = 4, c2: int = 8, hidden: int = 30) -> None:
@@ -34,6 +34,34 @@ class MNISTCNN(nn.Module):
         )
         head = [nn.Linear(c2 * 5 * 5, hidden), nn.ReLU(), nn.Linear(hidden, 10)] if hidden else [nn.Linear(c2 * 25, 10)]
         self.classifier = nn.Sequential(nn.Flatten(), *head)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.features(x))
+
+
+class GAPCNN(nn.Module):
+    """A small all-convolutional MNIST CNN: the equal-budget baselines ``gap_<c1>_<c2>_<c3>``.
+
+    conv3x3(1 -> c1), ReLU, maxpool 2, conv3x3(c1 -> c2), ReLU, maxpool 2, conv3x3(c2 -> c3), ReLU,
+    global average pool, linear c3 -> 10. Global pooling instead of a dense layer on the flattened
+    map is how small hand-designed MNIST CNNs spend a few hundred weights: every weight sits in a
+    convolution, and no layer is narrower than the classes need (`cnn_weights` counts
+    ``cnn_<c1>_<c2>_<hidden>``, `gap_weights` these).
+    """
+
+    def __init__(self, c1: int, c2: int, c3: int) -> None:
+        super().__init__()
+        self.features = nn.Sequential(
+            nn.Conv2d(1, c1, kernel_size=3),  # 28 -> 26
+            nn.ReLU(),
+            nn.MaxPool2d(2),  # -> 13
+            nn.Conv2d(c1, c2, kernel_size=3),  # -> 11
+            nn.ReLU(),
+            nn.MaxPool2d(2),  # -> 5
+            nn.Conv2d(c2, c3, kernel_size=3),  # -> 3
+            nn.ReLU(),
+        )
+        self.classifier = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(c3, 10))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.features(x))
@@ -106,6 +134,7 @@ TARGETS: dict[str, Callable[[], nn.Module]] = {"mnist_cnn": MNISTCNN, "cifar_cnn
 MLP_PREFIX = "mlp_"  # mlp_<hidden>: an MNISTMLP of that width
 MLP_WEIGHTS_PER_UNIT, MLP_FIXED_WEIGHTS = 28 * 28 + 1 + 10, 10
 CNN_PREFIX = "cnn_"  # cnn_<c1>_<c2>_<hidden>: an MNISTCNN of those widths
+GAP_PREFIX = "gap_"  # gap_<c1>_<c2>_<c3>: a GAPCNN of those widths
 
 
 def _mlp_width(name: str) -> int | None:
@@ -114,30 +143,34 @@ def _mlp_width(name: str) -> int | None:
     return int(width) if name.startswith(MLP_PREFIX) and width.isdigit() and int(width) >= 1 else None
 
 
-def _cnn_widths(name: str) -> tuple[int, int, int] | None:
-    """(c1, c2, hidden) of a ``cnn_<c1>_<c2>_<hidden>`` name (c1, c2 >= 1, hidden >= 0), else None."""
-    parts = name.removeprefix(CNN_PREFIX).split("_")
-    if not name.startswith(CNN_PREFIX) or len(parts) != 3 or not all(p.isdigit() for p in parts):
+def _widths(name: str, prefix: str, last_min: int) -> tuple[int, int, int] | None:
+    """The three widths of ``<prefix><a>_<b>_<c>`` (a, b >= 1, c >= ``last_min``), else None."""
+    parts = name.removeprefix(prefix).split("_")
+    if not name.startswith(prefix) or len(parts) != 3 or not all(p.isdigit() for p in parts):
         return None
-    c1, c2, hidden = map(int, parts)
-    return (c1, c2, hidden) if c1 >= 1 and c2 >= 1 else None
+    a, b, c = map(int, parts)
+    return (a, b, c) if a >= 1 and b >= 1 and c >= last_min else None
 
 
 def check_target(name: str) -> None:
     """Raise ValueError, listing the known names, unless ``name`` is a target `build_target` makes."""
-    if name not in TARGETS and _mlp_width(name) is None and _cnn_widths(name) is None:
-        raise ValueError(
-            f"unknown target {name!r}; available: {', '.join(sorted(TARGETS))}, mlp_<hidden>, cnn_<c1>_<c2>_<hidden>"
-        )
+    if name not in TARGETS and _mlp_width(name) is None and _widths(name, CNN_PREFIX, 0) is None:
+        if _widths(name, GAP_PREFIX, 1) is None:
+            raise ValueError(
+                f"unknown target {name!r}; available: {', '.join(sorted(TARGETS))}, mlp_<hidden>, "
+                "cnn_<c1>_<c2>_<hidden>, gap_<c1>_<c2>_<c3>"
+            )
 
 
 def build_target(name: str) -> nn.Module:
-    """A fresh target by name: a reference CNN, ``mlp_<hidden>`` or ``cnn_<c1>_<c2>_<hidden>``."""
+    """A fresh target by name: a reference CNN or a member of a family (mlp_, cnn_, gap_)."""
     check_target(name)
     if (width := _mlp_width(name)) is not None:
         return MNISTMLP(width)
-    if (widths := _cnn_widths(name)) is not None:
+    if (widths := _widths(name, CNN_PREFIX, 0)) is not None:
         return MNISTCNN(*widths)
+    if (widths := _widths(name, GAP_PREFIX, 1)) is not None:
+        return GAPCNN(*widths)
     return TARGETS[name]()
 
 
@@ -148,6 +181,11 @@ def cnn_weights(c1: int, c2: int, hidden: int) -> int:
     return convs + head
 
 
+def gap_weights(c1: int, c2: int, c3: int) -> int:
+    """Weights of ``gap_<c1>_<c2>_<c3>``: three 3x3 convolutions and the c3 -> 10 classifier."""
+    return c1 * 10 + c2 * (9 * c1 + 1) + c3 * (9 * c2 + 1) + 10 * c3 + 10
+
+
 def mlp_for_qubits(num_qubits: int) -> str:
     """The widest ``mlp_<hidden>`` with at most 2^N weights: N = ceil(log2 M) is then ``num_qubits``."""
     width = (2**num_qubits - MLP_FIXED_WEIGHTS) // MLP_WEIGHTS_PER_UNIT
@@ -156,30 +194,45 @@ def mlp_for_qubits(num_qubits: int) -> str:
     return f"{MLP_PREFIX}{width}"
 
 
-def cnn_bottleneck(c1: int, c2: int, hidden: int) -> int:
-    """The narrowest representation the classifier reads: the hidden layer, or the 25 c2 features."""
-    return min(hidden, 25 * c2) if hidden else 25 * c2
+def _family(prefix: str) -> list[tuple[tuple[int, int, int], int, int]]:
+    """(widths, weights, narrowest layer) of every member of a baseline family searched for a match.
 
-
-def matched_cnn(budget: int, tolerance: float = 0.1) -> str:
-    """The equal-budget member of ``cnn_<c1>_<c2>_<hidden>`` for ``budget`` trainable parameters.
-
-    Among the members within ``tolerance`` of ``budget`` (c1 <= 8, c2 <= 16, hidden <= 64), the one
-    whose narrowest layer is widest, then the closest count: at a few hundred weights the seed's
-    shape (c2 = 2 c1, a dense hidden layer) leaves a hidden layer of ~3 units, narrower than the 10
-    classes, and such a net trains badly (measured: cnn_2_4_3, 439 weights, 49% on MNIST).
-    ValueError, naming the closest member, when none is within ``tolerance``.
+    ``cnn_``: c1 <= 8, c2 <= 16, hidden <= 64; the narrowest representation the classifier reads is
+    the hidden layer or the 25 c2 features. ``gap_``: c1 <= c2 <= c3 <= 32; its narrowest is min c1.
     """
-    candidates = [(c1, c2, hidden) for c1 in range(1, 9) for c2 in range(1, 17) for hidden in range(65)]
-    within = [w for w in candidates if abs(cnn_weights(*w) - budget) <= tolerance * budget]
-    if not within:
-        closest = min(candidates, key=lambda w: abs(cnn_weights(*w) - budget))
+    if prefix == CNN_PREFIX:
+        members = [(c1, c2, h) for c1 in range(1, 9) for c2 in range(1, 17) for h in range(65)]
+        return [(w, cnn_weights(*w), min(w[2], 25 * w[1]) if w[2] else 25 * w[1]) for w in members]
+    members = [(c1, c2, c3) for c1 in range(1, 33) for c2 in range(c1, 33) for c3 in range(c2, 33)]
+    return [(w, gap_weights(*w), w[0]) for w in members]
+
+
+def matched_baselines(budget: int, tolerance: float = 0.1) -> list[str]:
+    """The equal-budget classical baselines for ``budget`` trainable parameters, one per family.
+
+    In each family (``cnn_<c1>_<c2>_<hidden>``, ``gap_<c1>_<c2>_<c3>``), among the members within
+    ``tolerance`` of ``budget``, the one whose narrowest layer is widest, then the closest count.
+    At a few hundred weights the seed's shape (c2 = 2 c1, a dense hidden layer) leaves a hidden layer
+    of ~3 units, narrower than the 10 classes, and such a net trains badly (measured: cnn_2_4_3, 439
+    weights, 49% on MNIST); the widest ``cnn_`` member left (cnn_8_1_0) squeezes everything through
+    one channel and lost one seed in two, hence the all-convolutional family beside it.
+    ValueError, naming the closest member, when no family has one within ``tolerance``.
+    """
+    names, closest = [], []
+    for prefix in (CNN_PREFIX, GAP_PREFIX):
+        family = _family(prefix)
+        within = [m for m in family if abs(m[1] - budget) <= tolerance * budget]
+        if within:
+            widths = min(within, key=lambda m: (-m[2], abs(m[1] - budget)))[0]
+            names.append(prefix + "_".join(map(str, widths)))
+        closest.append((*min(family, key=lambda m: abs(m[1] - budget)), prefix))
+    if not names:
+        widths, weights, _, prefix = min(closest, key=lambda m: abs(m[1] - budget))
         raise ValueError(
             f"no architecture within {tolerance:.0%} of {budget:,} trainable parameters in the cnn_<c1>_<c2>_<hidden> "
-            f"family (closest: {CNN_PREFIX}{'_'.join(map(str, closest))} with {cnn_weights(*closest):,})"
+            f"or gap_<c1>_<c2>_<c3> families (closest: {prefix}{'_'.join(map(str, widths))} with {weights:,})"
         )
-    best = min(within, key=lambda w: (-cnn_bottleneck(*w), abs(cnn_weights(*w) - budget)))
-    return CNN_PREFIX + "_".join(map(str, best))
+    return names
 
 
 def parameter_layout(module: nn.Module) -> list[tuple[str, torch.Size]]:

@@ -5,7 +5,7 @@ import torch
 
 from qtrain_qiskit.config import Config, apply, validate
 from qtrain_qiskit.model import build_circuit, build_model, trainable_count
-from qtrain_qiskit.targets import build_target, cnn_weights, count_parameters, matched_cnn
+from qtrain_qiskit.targets import build_target, cnn_weights, count_parameters, gap_weights, matched_baselines
 from qtrain_qiskit.trainer import Stepper
 
 from .conftest import run_script_inprocess
@@ -89,10 +89,16 @@ def test_trainable_count_matches_the_built_model():
 def test_cnn_family_counts_and_the_equal_budget_match():
     assert count_parameters(build_target("cnn_4_8_30")) == cnn_weights(4, 8, 30) == 6676  # the seed's CNN
     assert count_parameters(build_target("cnn_3_5_0")) == cnn_weights(3, 5, 0)
-    name = matched_cnn(425)
-    assert abs(count_parameters(build_target(name)) - 425) <= 42.5
+    assert count_parameters(build_target("gap_3_4_6")) == gap_weights(3, 4, 6) == 434
+    names = matched_baselines(425)
+    assert [name[:4] for name in names] == ["cnn_", "gap_"]
+    for name in names:
+        assert abs(count_parameters(build_target(name)) - 425) <= 42.5, name
+    exact = matched_baselines(434, tolerance=0.0)  # only members with exactly 434 weights qualify
+    assert [name[:4] for name in exact] == ["cnn_", "gap_"]
+    assert all(count_parameters(build_target(name)) == 434 for name in exact), exact
     with pytest.raises(ValueError, match="no architecture within 10%"):
-        matched_cnn(40)
+        matched_baselines(40)
 
 
 @pytest.mark.parametrize(

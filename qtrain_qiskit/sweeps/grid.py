@@ -16,7 +16,7 @@ from typing import Any
 from ..config import QUANTUM_STAGES, Config, ConfigError, apply, from_yaml_and_flags, validate
 from ..model import trainable_count
 from ..rundir import SUMMARY_FILE
-from ..targets import matched_cnn
+from ..targets import matched_baselines
 
 
 def parse_grid(specs: list[str]) -> dict[str, list[str]]:
@@ -45,19 +45,19 @@ def comparison_variants(config: Config) -> list[tuple[str, dict[str, str]]]:
     """(label, overrides) of a Quantum-Train configuration and its controls, the trained circuit first.
 
     Each ablation changes only the quantum stage; the baselines train a classical CNN directly (same
-    trainer, data, epochs, seeds): the ``cnn_*`` member within 10% of the trained model's trainable
-    parameters, and the full target. A configuration no member matches is refused (ConfigError).
+    trainer, data, epochs, seeds): the ``cnn_*`` and ``gap_*`` members within 10% of the trained
+    model's trainable parameters, and the full target. A configuration no member matches is refused (ConfigError).
     """
     if config.model.method == "classical" or config.model.quantum != "trained":
         raise ConfigError("--compare starts from a quantum_train configuration with --quantum trained")
     try:
-        matched = matched_cnn(trainable_count(config))
+        matched = matched_baselines(trainable_count(config))
     except ValueError as exc:
         raise ConfigError(f"--compare: {exc}") from None
     # the bits-only mapping starts from torch's default weights on its only input (see check_quantum_stage)
     bits_only = {"bit_init_scale": str(config.model.bit_init_scale or 1.0)}
     ablations = [(stage, {"quantum": stage, **(bits_only if stage == "none" else {})}) for stage in QUANTUM_STAGES]
-    baselines = [(target, {"method": "classical", "target": target}) for target in (matched, config.model.target)]
+    baselines = [(target, {"method": "classical", "target": target}) for target in (*matched, config.model.target)]
     return ablations + baselines
 
 
