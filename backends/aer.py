@@ -25,6 +25,7 @@ from .counts import sample_probabilities
 from .devices import check_device_name, fake_device, to_isa
 from .mitigation import MitigationOptions, ReadoutMitigator, needs_device_readout
 from .noisy_simulation import (
+    MAX_DENSITY_QUBITS,
     DensityProgram,
     NoisySimulation,
     density_program,
@@ -289,6 +290,8 @@ class AerDensityBackend(AerNoisyBackend):
     exact = True  # no shot noise: --train-shots may add the measurement's
     noisy = True
     Options = NoiseOptions
+    max_qubits = MAX_DENSITY_QUBITS
+    max_qubits_reason = "holds a density matrix"
 
     def __init__(
         self,

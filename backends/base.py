@@ -52,6 +52,9 @@ class Backend(ABC):
     # Probabilities as differentiable torch operations (`torch_probabilities(circuit, values)`):
     # the QNN then skips numpy and the connector, and autograd is the adjoint gradient.
     torch_native: ClassVar[bool] = False
+    # The widest circuit it can run (memory, not devices: those are checked in `prepare`), and why.
+    max_qubits: ClassVar[int | None] = None
+    max_qubits_reason: ClassVar[str] = "runs circuits"
 
     @classmethod
     def from_options(cls, options: BackendOptions, **context: Any) -> Backend:

@@ -441,6 +441,7 @@ def check_size(config: Config) -> None:
     """The target's weights fit the circuit's outcomes, and the circuit fits the backend."""
     import torch
 
+    from . import backends
     from .ansatz import qubits_for, states_for
     from .targets import build_target, count_parameters
 
@@ -457,15 +458,13 @@ def check_size(config: Config) -> None:
             f"the {weights} weights of {config.model.target}; need at least {qubits_for(weights, per_state)}"
             + (f" at {per_state} weights per state" if per_state > 1 else "")
         )
-    if config.execution.backend == "aer_density":
-        from .backends.noisy_simulation import MAX_DENSITY_QUBITS
-
-        qubits = config.circuit.qubits or qubits_for(weights, per_state)
-        if qubits > MAX_DENSITY_QUBITS:
-            raise ConfigError(
-                f"backend: aer_density holds a density matrix of at most {MAX_DENSITY_QUBITS} qubits; this model "
-                f"has {qubits} (raise --weights-per-state, e.g. 64 gives 7 qubits for mnist_cnn)"
-            )
+    backend = backends.backend_class(config.execution.backend)
+    qubits = config.circuit.qubits or qubits_for(weights, per_state)
+    if backend.max_qubits is not None and qubits > backend.max_qubits:
+        raise ConfigError(
+            f"backend: {backend.name} {backend.max_qubits_reason} of at most {backend.max_qubits} qubits; this model "
+            f"has {qubits} (raise --weights-per-state, e.g. 64 gives 7 qubits for mnist_cnn)"
+        )
 
 
 def check_quantum_stage(config: Config) -> None:
