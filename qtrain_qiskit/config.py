@@ -2,7 +2,9 @@
 
 Precedence: dataclass defaults (the seed's reference MNIST configuration) < YAML file < command
 line. Every field is a flag named after it (``batch_size`` -> ``--batch-size``), so field names
-are unique across sections. Validation happens once, here, before any work starts.
+are unique across sections. The ``execution`` section adds the keys of every registered backend's
+options (`execution_class`): a backend declares, validates and documents its own. Validation happens
+once, here, before any work starts.
 """
 
 from __future__ import annotations
@@ -109,8 +111,8 @@ class ExecutionConfig:
     backend: str = option("aer_statevector", "executor of the circuit (see backends.available())")
     grad: str = option(
         "auto",
-        "circuit gradient: auto (adjoint on exact backends, else param_shift), adjoint, param_shift or spsa; "
-        "on aer_statevector the adjoint's reverse pass runs in the torch engine on the same circuit",
+        "circuit gradient: auto (adjoint where the backend has a reverse pass, else param_shift), adjoint, "
+        "param_shift or spsa; on aer_statevector the adjoint's reverse pass runs in the torch engine",
         choices=("auto", "adjoint", "param_shift", "spsa"),
     )
     device: str = option("auto", "torch device for the classical side: auto, cpu, cuda, cuda:N, mps")
