@@ -60,9 +60,16 @@ def register(cls: B) -> B:
     return cls
 
 
+_plugins_loaded = False
+
+
 def _load_plugins() -> None:
-    for entry in entry_points(group=ENTRY_POINT_GROUP):
-        entry.load()
+    """Import every entry-point plugin once per process (the configuration asks on every Config())."""
+    global _plugins_loaded
+    if not _plugins_loaded:
+        for entry in entry_points(group=ENTRY_POINT_GROUP):
+            entry.load()
+        _plugins_loaded = True
 
 
 def available() -> list[str]:
