@@ -1,4 +1,4 @@
-"""The pluggable execution layer: `get_backend(name, **options)` and `available()`.
+"""The pluggable execution layer: `get_backend(name, **options)`, `available()`, `gradient_method()`.
 
 Importing this package registers the built-in backends; see `reference.py` for the smallest
 complete one.
@@ -6,6 +6,19 @@ complete one.
 
 from . import aer, ibm_runtime, reference, torch_statevector  # noqa: F401  (registration side effects)
 from .base import Backend, BackendError, JobLedger
-from .registry import available, backend_class, get_backend, register
+from .options import BackendOptions, option
+from .registry import available, backend_class, get_backend, gradient_method, register, registered
 
-__all__ = ["Backend", "BackendError", "JobLedger", "available", "backend_class", "get_backend", "register"]
+__all__ = [
+    "Backend",
+    "BackendError",
+    "BackendOptions",
+    "JobLedger",
+    "available",
+    "backend_class",
+    "get_backend",
+    "gradient_method",
+    "option",
+    "register",
+    "registered",
+]

@@ -10,6 +10,7 @@ the circuit is transpiled once, parameters are bound inside Aer, experiments run
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import ClassVar
 
 import numpy as np
@@ -21,9 +22,10 @@ from qiskit_aer.noise import NoiseModel, depolarizing_error
 
 from .base import Backend, BackendError
 from .counts import sample_probabilities
-from .devices import fake_device, to_isa
-from .mitigation import ReadoutMitigator
+from .devices import check_device_name, fake_device, to_isa
+from .mitigation import MitigationOptions, ReadoutMitigator, needs_device_readout
 from .noisy_simulation import (
+    MAX_DENSITY_QUBITS,
     DensityProgram,
     NoisySimulation,
     density_program,
@@ -31,6 +33,7 @@ from .noisy_simulation import (
     exact_distribution,
     sample,
 )
+from .options import BackendOptions, ShotsOptions, option
 from .registry import register
 from .torch_statevector import TorchStatevectorBackend
 
@@ -51,6 +54,53 @@ def check_aer_device(device: str) -> str:
             "(install qiskit-aer-gpu for GPU)"
         )
     return device
+
+
+def check_noise(noise: str) -> str | None:
+    """Why ``noise`` names no noise model (neither 'depolarizing' nor a known fake device), or None."""
+    if noise.startswith("fake_"):
+        return check_device_name(noise)
+    return None if noise == "depolarizing" else f"{noise!r} is not 'depolarizing' or a fake device such as fake_torino"
+
+
+@dataclass(frozen=True)
+class AerOptions(BackendOptions):
+    aer_device: str = option(
+        "CPU", "Aer simulation device (GPU needs the qiskit-aer-gpu build)", choices=("CPU", "GPU")
+    )
+
+
+@dataclass(frozen=True)
+class AerShotsOptions(ShotsOptions, AerOptions):
+    pass
+
+
+@dataclass(frozen=True)
+class NoiseOptions(AerOptions):
+    """The noise model of `aer_noisy` and `aer_density`: depolarizing rates or a fake device's."""
+
+    noise: str = option(
+        "depolarizing",
+        "aer_noisy noise: 'depolarizing' (the rates below) or a fake IBM device, e.g. fake_torino",
+        check=check_noise,
+    )
+    depolarizing_1q: float = option(
+        1e-3, "aer_noisy depolarizing probability after each 1-qubit gate", minimum=0, maximum=1
+    )
+    depolarizing_2q: float = option(
+        1e-2, "aer_noisy depolarizing probability after each 2-qubit gate", minimum=0, maximum=1
+    )
+    readout_error: float = option(0.0, "aer_noisy probability that a measured bit flips", minimum=0, maximum=1)
+
+
+@dataclass(frozen=True)
+class AerNoisyOptions(NoiseOptions, ShotsOptions, MitigationOptions):
+    def check(self) -> None:
+        if self.mitigation != "none" and not self.noise.startswith("fake_"):
+            reason = needs_device_readout(
+                AerNoisyBackend, self.mitigation, f"aer_noisy --noise {self.noise} has no device readout"
+            )
+            raise ValueError(f"mitigation: {reason}")
 
 
 class AerExactSampler(BaseSamplerV2):
@@ -114,10 +164,12 @@ class AerStatevectorBackend(Backend):
 
     name = "aer_statevector"
     exact = True
+    Options = AerOptions
+    context = ("seed",)
 
     def __init__(self, seed: int | None = None, aer_device: str = "CPU") -> None:
         self.sampler = AerExactSampler(seed=seed, device=aer_device)
-        self._reverse_mode = TorchStatevectorBackend(device="cpu", dtype="float64")
+        self._reverse_mode = TorchStatevectorBackend(device="cpu", precision="float64")
 
     def _probabilities(self, circuit: QuantumCircuit, values: np.ndarray) -> np.ndarray:
         return self.sampler.run([(circuit, values)]).result()[0].data.probabilities
@@ -138,6 +190,8 @@ class AerShotsBackend(Backend):
 
     name = "aer_shots"
     exact = False
+    Options = AerShotsOptions
+    context = ("seed",)
 
     def __init__(self, shots: int = 1024, seed: int | None = None, aer_device: str = "CPU") -> None:
         self.shots = shots
@@ -174,6 +228,8 @@ class AerNoisyBackend(Backend):
 
     name = "aer_noisy"
     exact = False
+    Options = AerNoisyOptions
+    context = ("seed",)
     _device_models: ClassVar[dict[str, NoiseModel]] = {}  # building one takes seconds: once per process
 
     def __init__(
@@ -233,6 +289,9 @@ class AerDensityBackend(AerNoisyBackend):
     name = "aer_density"
     exact = True  # no shot noise: --train-shots may add the measurement's
     noisy = True
+    Options = NoiseOptions
+    max_qubits = MAX_DENSITY_QUBITS
+    max_qubits_reason = "holds a density matrix"
 
     def __init__(
         self,

@@ -13,6 +13,8 @@ from typing import Any, ClassVar, Protocol
 import numpy as np
 from qiskit import QuantumCircuit
 
+from .options import BackendOptions
+
 
 class BackendError(RuntimeError):
     """Execution cannot go on (no account, device too small, job failed after retries)."""
@@ -33,11 +35,16 @@ class Backend(ABC):
 
     Subclasses set ``name`` (the registry key) and ``exact`` (True when probabilities carry no
     shot noise), implement `_probabilities`, and may implement `_vjp` for exact reverse-mode
-    gradients. Constructors stay cheap: per-circuit preparation (transpiling, compiling) happens
-    lazily on first use and is cached, so it runs once per run, not once per step.
+    gradients. ``Options`` declares the configuration keys the constructor takes (each a keyword of
+    the same name) and ``context`` the run values it takes besides (seed, torch device, job ledger);
+    `register` refuses a constructor that disagrees with them. Constructors stay cheap: per-circuit
+    preparation (transpiling, compiling) happens lazily on first use and is cached, so it runs once
+    per run, not once per step.
     """
 
     name: ClassVar[str]
+    Options: ClassVar[type[BackendOptions]] = BackendOptions
+    context: ClassVar[tuple[str, ...]] = ()  # names from `options.CONTEXT` the constructor takes
     exact: ClassVar[bool] = True
     noisy: ClassVar[bool] = False  # exact probabilities of a noisy circuit (not the ideal ones)
     paid: ClassVar[bool] = False  # executions cost money or queue time: checkpoint every step
@@ -45,6 +52,14 @@ class Backend(ABC):
     # Probabilities as differentiable torch operations (`torch_probabilities(circuit, values)`):
     # the QNN then skips numpy and the connector, and autograd is the adjoint gradient.
     torch_native: ClassVar[bool] = False
+    # The widest circuit it can run (memory, not devices: those are checked in `prepare`), and why.
+    max_qubits: ClassVar[int | None] = None
+    max_qubits_reason: ClassVar[str] = "runs circuits"
+
+    @classmethod
+    def from_options(cls, options: BackendOptions, **context: Any) -> Backend:
+        """The backend for validated ``options`` and the run values in ``context`` it declares."""
+        return cls(**options.kwargs(), **{key: context[key] for key in cls.context if key in context})
 
     def prepare(self, circuit: QuantumCircuit) -> object:  # noqa: B027 - optional hook
         """Resolve devices and credentials and compile ``circuit``, before any execution.

@@ -47,3 +47,10 @@ def to_isa(circuit: QuantumCircuit, device: BackendV2, *, seed: int | None = Non
     measured.measure_all()
     manager = generate_preset_pass_manager(optimization_level=1, backend=device, seed_transpiler=seed)
     return manager.run(measured)
+
+
+def check_device_name(name: str | None) -> str | None:
+    """Why ``name`` cannot name a device (an unknown ``fake_*``), or None; real names are checked on use."""
+    if name and name.startswith("fake_") and name not in fake_device_names():
+        return f"unknown fake device {name!r}; available: {', '.join(fake_device_names())}"
+    return None

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import time
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
@@ -23,8 +24,9 @@ from qiskit import QuantumCircuit
 
 from .base import Backend, BackendError, JobLedger
 from .counts import probabilities_from_bits
-from .devices import fake_device, to_isa
-from .mitigation import ReadoutMitigator
+from .devices import check_device_name, fake_device, to_isa
+from .mitigation import MitigationOptions, ReadoutMitigator
+from .options import ShotsOptions, option
 from .registry import register
 
 MODES = ("job", "batch", "session")
@@ -38,6 +40,20 @@ def _permanent(exc: Exception) -> bool:
     return isinstance(exc, (IBMAccountError, IBMInputValueError, IBMNotAuthorizedError, ValueError, TypeError))
 
 
+@dataclass(frozen=True)
+class IBMRuntimeOptions(ShotsOptions, MitigationOptions):
+    ibm_backend: str | None = option(
+        None, "ibm_runtime device name (default: least busy); fake_* runs locally", check=check_device_name
+    )
+    ibm_mode: str = option("job", "ibm_runtime execution mode", choices=MODES)
+    dynamical_decoupling: bool = option(False, "ibm_runtime: dynamical decoupling on idle qubits")
+    twirling: bool = option(False, "ibm_runtime: measurement twirling")
+    max_retries: int = option(
+        3, "ibm_runtime: retries of a failed job (exponential backoff) before stopping", minimum=0
+    )
+    retry_backoff: float = option(2.0, "ibm_runtime: seconds before the first retry (doubling after)", minimum=0)
+
+
 @register
 class IBMRuntimeBackend(Backend):
     """Sampled probabilities from an IBM Quantum device (or a fake one, locally)."""
@@ -46,6 +62,8 @@ class IBMRuntimeBackend(Backend):
     exact = False
     paid: ClassVar[bool] = True
     default_max_shots: ClassVar[int] = DEFAULT_MAX_SHOTS
+    Options = IBMRuntimeOptions
+    context = ("seed", "job_ledger")
 
     def __init__(
         self,

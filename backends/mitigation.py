@@ -14,10 +14,34 @@ circuit of the run executes.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
 from qiskit import QuantumCircuit
+
+from .options import BackendOptions, option
+
+MITIGATIONS = ("none", "mthree")
+
+
+def needs_device_readout(backend: type, value: str, state: str | None = None) -> str:
+    """The refusal of mitigation on a backend that measures no device: there is nothing to correct."""
+    state = state or f"{backend.name} {'is exact' if backend.exact else 'has no device readout'}"
+    return f"{value} corrects a device's measured counts; {state}: use aer_noisy --noise fake_<device> or ibm_runtime"
+
+
+@dataclass(frozen=True)
+class MitigationOptions(BackendOptions):
+    """Backends that read a device's (or a fake device's) measured bits, which M3 can correct."""
+
+    mitigation: str = option(
+        "none",
+        "readout mitigation of measured counts: mthree (M3, calibrated on the device; aer_noisy with a fake "
+        "device, or ibm_runtime)",
+        choices=MITIGATIONS,
+        if_unused=needs_device_readout,
+    )
 
 
 class ReadoutMitigator:

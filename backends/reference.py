@@ -16,6 +16,8 @@ from .registry import register
 
 @register
 class QiskitStatevectorBackend(Backend):
+    """No options (``Options`` stays the empty `BackendOptions`), no reverse pass, no seed."""
+
     name = "qiskit_statevector"
     exact = True
 

@@ -6,39 +6,82 @@ entry point names a module whose import registers its classes.
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
 import re
 from importlib.metadata import entry_points
 from typing import TypeVar
 
 from .base import Backend
+from .options import CONTEXT, BackendOptions
 
 _BACKENDS: dict[str, type[Backend]] = {}
 _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 ENTRY_POINT_GROUP = "qtrain_qiskit.backends"
+GRADIENTS = ("adjoint", "param_shift", "spsa")  # what `gradient_method` may answer
 
 B = TypeVar("B", bound=type[Backend])
 
 
+def _check_constructor(cls: type[Backend]) -> None:
+    """The constructor takes every option and context value by its name, and needs nothing else.
+
+    Checked once, at registration, so that a renamed parameter or option fails loudly instead of
+    being dropped on the way from the configuration to the backend.
+    """
+    where = f"backend {cls.name!r}"
+    if not (isinstance(cls.Options, type) and issubclass(cls.Options, BackendOptions)):
+        raise ValueError(f"{where}: Options must be a BackendOptions dataclass, got {cls.Options!r}")
+    options = {f.name: f for f in dataclasses.fields(cls.Options)}
+    clash = sorted(set(options) & set(CONTEXT)) or sorted(set(cls.context) - set(CONTEXT))
+    if clash:
+        raise ValueError(f"{where}: {clash[0]!r} is not an option name (run values: {', '.join(CONTEXT)})")
+    parameters = inspect.signature(cls).parameters
+    variadic = (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
+    given = [*options, *cls.context]
+    for key in given:
+        if key not in parameters and not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
+            raise ValueError(f"{where}: the constructor takes no {key!r}, which {cls.Options.__name__} declares")
+    for key, parameter in parameters.items():
+        if parameter.default is inspect.Parameter.empty and key not in given and parameter.kind not in variadic:
+            raise ValueError(f"{where}: the constructor needs {key!r}, which neither its options nor context give")
+
+
 def register(cls: B) -> B:
-    """Class decorator adding a backend under ``cls.name``; duplicate or malformed names are refused."""
+    """Class decorator adding a backend under ``cls.name``; duplicate or malformed names are refused,
+    and so is a constructor that does not take the options the class declares."""
     name = getattr(cls, "name", None)
     if not isinstance(name, str) or not _NAME.match(name):
         raise ValueError(f"backend name must match {_NAME.pattern}, got {name!r}")
     if name in _BACKENDS and _BACKENDS[name] is not cls:
         raise ValueError(f"backend {name!r} is already registered by {_BACKENDS[name].__qualname__}")
+    _check_constructor(cls)
     _BACKENDS[name] = cls
     return cls
 
 
+_plugins_loaded = False
+
+
 def _load_plugins() -> None:
-    for entry in entry_points(group=ENTRY_POINT_GROUP):
-        entry.load()
+    """Import every entry-point plugin once per process (the configuration asks on every Config())."""
+    global _plugins_loaded
+    if not _plugins_loaded:
+        for entry in entry_points(group=ENTRY_POINT_GROUP):
+            entry.load()
+        _plugins_loaded = True
 
 
 def available() -> list[str]:
     """Names of every registered backend, sorted."""
     _load_plugins()
     return sorted(_BACKENDS)
+
+
+def registered() -> dict[str, type[Backend]]:
+    """Every registered backend class by name, in registration order (plugins included)."""
+    _load_plugins()
+    return dict(_BACKENDS)
 
 
 def backend_class(name: str) -> type[Backend]:
@@ -53,3 +96,21 @@ def backend_class(name: str) -> type[Backend]:
 def get_backend(name: str, **options: object) -> Backend:
     """Instantiate the backend registered under ``name`` with its keyword options."""
     return backend_class(name)(**options)
+
+
+def gradient_method(backend: str | type[Backend], requested: str = "auto") -> str:
+    """The gradient a run on ``backend`` uses when ``requested`` is asked for, or a one-line refusal.
+
+    ``auto`` is the exact reverse pass (``adjoint``) where the backend has one, parameter shift
+    otherwise; ``param_shift`` and ``spsa`` need only probabilities, so every backend runs them.
+    """
+    cls = backend_class(backend) if isinstance(backend, str) else backend
+    if requested == "auto":
+        return "adjoint" if cls.supports_vjp() else "param_shift"
+    if requested not in GRADIENTS:
+        raise ValueError(f"grad: {requested!r} is not one of auto, {', '.join(GRADIENTS)}")
+    if requested == "adjoint" and not cls.supports_vjp():
+        raise ValueError(
+            f"grad: adjoint needs an exact backend with a reverse pass; {cls.name} has none (use param_shift or spsa)"
+        )
+    return requested

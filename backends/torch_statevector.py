@@ -24,6 +24,7 @@ from qiskit import QuantumCircuit
 from qiskit.circuit import ParameterExpression
 
 from .base import Backend
+from .options import BackendOptions, option
 from .registry import register
 
 PARAMETERIZED_GATES = ("ry", "rx", "rz", "p")
@@ -295,6 +296,11 @@ def simulate(program: _Program, values: torch.Tensor, real: torch.dtype) -> torc
     return state.abs().square() if program.is_complex else state.square()
 
 
+@dataclass(frozen=True)
+class TorchStatevectorOptions(BackendOptions):
+    precision: str = option("float32", "float type of the torch engine's statevector", choices=("float32", "float64"))
+
+
 @register
 class TorchStatevectorBackend(Backend):
     """Exact engine on the training device; gradients by reverse-mode autograd."""
@@ -302,10 +308,12 @@ class TorchStatevectorBackend(Backend):
     name = "torch_statevector"
     exact = True
     torch_native = True
+    Options = TorchStatevectorOptions
+    context = ("device",)
 
-    def __init__(self, device: str | torch.device = "cpu", dtype: str | torch.dtype = torch.float64) -> None:
+    def __init__(self, device: str | torch.device = "cpu", precision: str | torch.dtype = torch.float64) -> None:
         self.device = torch.device(device)
-        self.dtype = getattr(torch, dtype) if isinstance(dtype, str) else dtype
+        self.dtype = getattr(torch, precision) if isinstance(precision, str) else precision
         self._programs: dict[int, tuple[QuantumCircuit, _Program]] = {}
 
     def program(self, circuit: QuantumCircuit) -> _Program:

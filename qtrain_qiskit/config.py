@@ -2,7 +2,9 @@
 
 Precedence: dataclass defaults (the seed's reference MNIST configuration) < YAML file < command
 line. Every field is a flag named after it (``batch_size`` -> ``--batch-size``), so field names
-are unique across sections. Validation happens once, here, before any work starts.
+are unique across sections. The ``execution`` section adds the keys of every registered backend's
+options (`execution_class`): a backend declares, validates and documents its own. Validation happens
+once, here, before any work starts.
 """
 
 from __future__ import annotations
@@ -100,41 +102,74 @@ class CircuitConfig:
 
 @dataclass
 class ExecutionConfig:
+    """How the circuit runs and is differentiated; each backend's own options join these fields.
+
+    `execution_class` adds one field per key of every registered backend's ``Options`` (shots,
+    noise, ibm_backend, ...), so the YAML section and its flags stay one flat list of keys.
+    """
+
     backend: str = option("aer_statevector", "executor of the circuit (see backends.available())")
     grad: str = option(
         "auto",
-        "circuit gradient: auto (adjoint on exact backends, else param_shift), adjoint, param_shift or spsa; "
-        "on aer_statevector the adjoint's reverse pass runs in the torch engine on the same circuit",
+        "circuit gradient: auto (adjoint where the backend has a reverse pass, else param_shift), adjoint, "
+        "param_shift or spsa; on aer_statevector the adjoint's reverse pass runs in the torch engine",
         choices=("auto", "adjoint", "param_shift", "spsa"),
     )
     device: str = option("auto", "torch device for the classical side: auto, cpu, cuda, cuda:N, mps")
-    precision: str = option("float32", "float type of the torch engine's statevector", choices=("float32", "float64"))
-    aer_device: str = option(
-        "CPU", "Aer simulation device (GPU needs the qiskit-aer-gpu build)", choices=("CPU", "GPU")
-    )
-    shots: int = option(1024, "shots per circuit on sampled backends (aer_shots, aer_noisy, ibm_runtime)")
     max_shots: int | None = option(None, "refuse to start a run whose estimated total shots exceed this")
-    noise: str = option(
-        "depolarizing", "aer_noisy noise: 'depolarizing' (the rates below) or a fake IBM device, e.g. fake_torino"
-    )
-    depolarizing_1q: float = option(1e-3, "aer_noisy depolarizing probability after each 1-qubit gate")
-    depolarizing_2q: float = option(1e-2, "aer_noisy depolarizing probability after each 2-qubit gate")
-    readout_error: float = option(0.0, "aer_noisy probability that a measured bit flips")
-    mitigation: str = option(
-        "none",
-        "readout mitigation of measured counts: mthree (M3, calibrated on the device; aer_noisy with a fake "
-        "device, or ibm_runtime)",
-        choices=("none", "mthree"),
-    )
     spsa_perturbation: float = option(0.15, "SPSA perturbation c (radians) at step 0")
     spsa_decay: float = option(0.101, "SPSA perturbation decay: c_k = c / (k + 1)^decay")
     spsa_resamples: int = option(1, "SPSA estimates averaged per step (2 circuits each)")
-    ibm_backend: str | None = option(None, "ibm_runtime device name (default: least busy); fake_* runs locally")
-    ibm_mode: str = option("job", "ibm_runtime execution mode", choices=("job", "batch", "session"))
-    dynamical_decoupling: bool = option(False, "ibm_runtime: dynamical decoupling on idle qubits")
-    twirling: bool = option(False, "ibm_runtime: measurement twirling")
-    max_retries: int = option(3, "ibm_runtime: retries of a failed job (exponential backoff) before stopping")
-    retry_backoff: float = option(2.0, "ibm_runtime: seconds before the first retry (doubling after)")
+
+    def __reduce__(self) -> tuple:
+        # The class is built from the registry at run time: rebuild it there (pickling to workers).
+        return _restore_execution, (dataclasses.asdict(self),)
+
+
+_EXECUTION_CLASSES: dict[tuple, type[ExecutionConfig]] = {}
+
+
+def backend_option_fields(backend_classes: dict[str, type]) -> dict[str, tuple[Any, dataclasses.Field]]:
+    """The union of the backends' option fields: key -> (type, field), one per key.
+
+    A key that two backends declare must agree in type and default (it is one flag with one
+    meaning); declaring it once in a shared options base class is the way to share it.
+    """
+    union: dict[str, tuple[Any, dataclasses.Field, str]] = {}
+    for name, cls in backend_classes.items():
+        hints = typing.get_type_hints(cls.Options)
+        for f in dataclasses.fields(cls.Options):
+            seen = union.get(f.name)
+            if seen is not None and (seen[0], seen[1].default) != (hints[f.name], f.default):
+                raise ConfigError(
+                    f"backend {name}: option {f.name} ({hints[f.name]}, default {f.default!r}) disagrees with "
+                    f"{seen[2]}'s ({seen[0]}, default {seen[1].default!r})"
+                )
+            union.setdefault(f.name, (hints[f.name], f, name))
+    return {key: (hint, f) for key, (hint, f, _) in union.items()}
+
+
+def execution_class() -> type[ExecutionConfig]:
+    """`ExecutionConfig` with a field for every registered backend's options (built once per registry)."""
+    from . import backends
+
+    classes = backends.registered()
+    key = tuple(classes.items())
+    if key not in _EXECUTION_CLASSES:
+        taken = {f.name for cls in (*_STATIC_SECTIONS, ExecutionConfig) for f in dataclasses.fields(cls)}
+        union = backend_option_fields(classes)
+        clash = sorted(set(union) & (taken | set(TOP_LEVEL)))
+        if clash:
+            raise ConfigError(f"backend option {clash[0]!r} is already a configuration key of its own")
+        specs = [(k, hint, field(default=f.default, metadata=f.metadata)) for k, (hint, f) in union.items()]
+        cls = dataclasses.make_dataclass("ExecutionConfig", specs, bases=(ExecutionConfig,))
+        cls.__module__ = __name__
+        _EXECUTION_CLASSES[key] = cls
+    return _EXECUTION_CLASSES[key]
+
+
+def _restore_execution(values: dict[str, Any]) -> ExecutionConfig:
+    return execution_class()(**values)
 
 
 @dataclass
@@ -175,13 +210,18 @@ class DataConfig:
     train_subset: int | None = option(None, "train on only this many training images (quick runs)")
 
 
-SECTIONS = {
-    "model": ModelConfig,
-    "circuit": CircuitConfig,
-    "execution": ExecutionConfig,
-    "train": TrainConfig,
-    "data": DataConfig,
-}
+_STATIC_SECTIONS = (ModelConfig, CircuitConfig, TrainConfig, DataConfig)
+
+
+def sections() -> dict[str, type]:
+    """Section name -> its dataclass; ``execution`` holds the registered backends' options too."""
+    return {
+        "model": ModelConfig,
+        "circuit": CircuitConfig,
+        "execution": execution_class(),
+        "train": TrainConfig,
+        "data": DataConfig,
+    }
 
 
 @dataclass
@@ -191,7 +231,7 @@ class Config:
     group: str | None = None
     model: ModelConfig = field(default_factory=ModelConfig)
     circuit: CircuitConfig = field(default_factory=CircuitConfig)
-    execution: ExecutionConfig = field(default_factory=ExecutionConfig)
+    execution: ExecutionConfig = field(default_factory=lambda: execution_class()())
     train: TrainConfig = field(default_factory=TrainConfig)
     data: DataConfig = field(default_factory=DataConfig)
 
@@ -212,7 +252,7 @@ def _fields() -> dict[str, tuple[str | None, dataclasses.Field, Any]]:
     out: dict[str, tuple[str | None, dataclasses.Field, Any]] = {
         f.name: (None, f, hints[f.name]) for f in dataclasses.fields(Config) if f.name in TOP_LEVEL
     }
-    for section, cls in SECTIONS.items():
+    for section, cls in sections().items():
         hints = typing.get_type_hints(cls)
         out.update({f.name: (section, f, hints[f.name]) for f in dataclasses.fields(cls)})
     return out
@@ -257,10 +297,10 @@ def coerce(value: Any, hint: Any, key: str) -> Any:
 
 def apply(config: Config, overrides: dict[str, Any], origin: str) -> Config:
     """Set flat or sectioned keys on ``config``; unknown keys are an error naming them."""
-    known = _fields()
+    known, section_classes = _fields(), sections()
     for key, value in overrides.items():
-        if isinstance(value, dict) and key in SECTIONS:
-            section_fields = {f.name for f in dataclasses.fields(SECTIONS[key])}
+        if isinstance(value, dict) and key in section_classes:
+            section_fields = {f.name for f in dataclasses.fields(section_classes[key])}
             unknown = sorted(set(value) - section_fields)
             if unknown:
                 raise ConfigError(
@@ -304,95 +344,108 @@ def validate(config: Config) -> Config:
     """Check choices and ranges once, at the edge; raise ConfigError naming the first problem."""
     import torch
 
-    from . import backends  # the registry decides which backend names exist
+    from .targets import check_target
 
-    for section in SECTIONS:
+    for section in sections():
         check_choices(getattr(config, section))
-    from .targets import build_target, check_target, count_parameters
-
     try:
         check_target(config.model.target)
     except ValueError as exc:
         raise ConfigError(f"target: {exc}") from None
-    if config.execution.backend not in backends.available():
-        raise ConfigError(
-            f"backend: unknown {config.execution.backend!r}; available: {', '.join(backends.available())}"
-        )
-    from .backends.devices import fake_device_names
-
-    for key, allowed in (("noise", ["depolarizing", *fake_device_names()]), ("ibm_backend", None)):
-        value = getattr(config.execution, key)
-        if value and value.startswith("fake_") and value not in fake_device_names():
-            raise ConfigError(f"{key}: unknown fake device {value!r}; available: {', '.join(fake_device_names())}")
-        if allowed is not None and value not in allowed:
-            raise ConfigError(f"{key}: {value!r} is not 'depolarizing' or a fake device such as fake_torino")
+    check_execution(config)
     check_quantum_stage(config)
-    if config.execution.grad == "adjoint" and not backends.backend_class(config.execution.backend).supports_vjp():
-        raise ConfigError(
-            f"grad: adjoint needs an exact backend with a reverse pass; {config.execution.backend} has none "
-            "(use param_shift or spsa)"
-        )
-    execution = config.execution
-    if execution.mitigation != "none" and not (
-        execution.backend == "ibm_runtime" or (execution.backend == "aer_noisy" and execution.noise.startswith("fake_"))
-    ):
-        exact = " is exact:" if backends.backend_class(execution.backend).exact else " has no device readout:"
-        raise ConfigError(
-            f"mitigation: {execution.mitigation} corrects a device's measured counts; {execution.backend}"
-            f"{' --noise ' + execution.noise if execution.backend == 'aer_noisy' else ''}{exact} "
-            "use aer_noisy --noise fake_<device> or ibm_runtime"
-        )
-    checks = [
-        (config.circuit.blocks >= 1, "blocks must be >= 1"),
-        (config.circuit.qubits is None or config.circuit.qubits >= 1, "qubits must be >= 1"),
-        (config.circuit.init_scale >= 0, "init_scale must be >= 0"),
-        (all(h >= 1 for h in config.model.hidden), "hidden sizes must be >= 1"),
-        (
-            not config.model.mapping_chunk or config.model.mapping_chunk & (config.model.mapping_chunk - 1) == 0,
-            f"mapping_chunk must be a power of two or 0, got {config.model.mapping_chunk}",
-        ),
-        (config.train.epochs >= 1, "epochs must be >= 1"),
-        (config.train.batch_size >= 1, "batch_size must be >= 1"),
-        (config.train.eval_batch_size >= 1, "eval_batch_size must be >= 1"),
-        (config.train.lr > 0, "lr must be > 0"),
-        (config.train.clip > 0, "clip must be > 0"),
-        (config.train.weight_decay >= 0, "weight_decay must be >= 0"),
-        (config.train.checkpoint_every >= 0, "checkpoint_every must be >= 0"),
-        (config.execution.shots >= 1, "shots must be >= 1"),
-        (config.train.max_steps is None or config.train.max_steps >= 1, "max_steps must be >= 1"),
-        (
-            config.train.train_shots is None or config.train.train_shots >= 1,
-            f"train_shots must be a positive integer, got {config.train.train_shots}",
-        ),
-        (
-            config.train.train_shots is None or config.model.method == "quantum_train",
-            "train_shots: the classical method executes no circuit",
-        ),
-        (config.execution.max_retries >= 0, "max_retries must be >= 0"),
-        (config.execution.retry_backoff >= 0, "retry_backoff must be >= 0"),
-        (config.execution.max_shots is None or config.execution.max_shots >= 1, "max_shots must be >= 1"),
-        (config.execution.spsa_perturbation > 0, "spsa_perturbation must be > 0"),
-        (config.execution.spsa_resamples >= 1, "spsa_resamples must be >= 1"),
-        (
-            all(
-                0 <= getattr(config.execution, key) <= 1
-                for key in ("depolarizing_1q", "depolarizing_2q", "readout_error")
-            ),
-            "depolarizing_1q, depolarizing_2q and readout_error must be probabilities in [0, 1]",
-        ),
-        (0 < config.data.val_fraction < 1, "val_fraction must be in (0, 1)"),
-        (config.data.train_subset is None or config.data.train_subset >= 1, "train_subset must be >= 1"),
-        (
-            config.execution.device == "auto" or config.execution.device.split(":")[0] in ("cpu", "cuda", "mps"),
-            f"device: unknown {config.execution.device!r}; use auto, cpu, cuda, cuda:N or mps",
-        ),
-    ]
-    for ok, message in checks:
+    for ok, message in _range_checks(config):
         if not ok:
             raise ConfigError(message)
     if config.execution.device.startswith("cuda") and not torch.cuda.is_available():
         raise ConfigError(f"device: {config.execution.device} asked for, but torch sees no CUDA device here")
+    check_size(config)
+    return config
+
+
+def backend_options(config: Config) -> Any:
+    """The configured backend's options object, made (and so validated) from the execution section."""
+    from . import backends
+
+    cls = backends.backend_class(config.execution.backend)
+    return cls.Options(**{f.name: getattr(config.execution, f.name) for f in dataclasses.fields(cls.Options)})
+
+
+def check_execution(config: Config) -> None:
+    """The backend exists, every backend option holds a valid value (whichever backend reads it), the
+    chosen backend's options agree with each other, and the gradient asked for exists there.
+
+    A key the chosen backend does not read is ignored, unless its option says a non-default value
+    there is an error (``mitigation`` on a backend without device readout).
+    """
+    from . import backends
+    from .backends.options import check_value
+
+    execution = config.execution
+    if execution.backend not in backends.available():
+        raise ConfigError(f"backend: unknown {execution.backend!r}; available: {', '.join(backends.available())}")
+    cls = backends.backend_class(execution.backend)
+    own = {f.name for f in dataclasses.fields(cls.Options)}
+    core = {f.name for f in dataclasses.fields(ExecutionConfig)}
+    try:
+        for f in (f for f in dataclasses.fields(execution) if f.name not in core):
+            value = getattr(execution, f.name)
+            check_value(f, value)
+            if f.name not in own and value != f.default and "if_unused" in f.metadata:
+                raise ValueError(f"{f.name}: {f.metadata['if_unused'](cls, value)}")
+        backend_options(config)
+        backends.gradient_method(cls, execution.grad)
+    except ValueError as exc:
+        raise ConfigError(str(exc).splitlines()[0]) from None
+
+
+def _range_checks(config: Config) -> list[tuple[bool, str]]:
+    """(condition, message) for the numeric ranges of the sections; backend options check themselves."""
+    model, circuit, train, execution = config.model, config.circuit, config.train, config.execution
+    return [
+        (circuit.blocks >= 1, "blocks must be >= 1"),
+        (circuit.qubits is None or circuit.qubits >= 1, "qubits must be >= 1"),
+        (circuit.init_scale >= 0, "init_scale must be >= 0"),
+        (all(h >= 1 for h in model.hidden), "hidden sizes must be >= 1"),
+        (
+            not model.mapping_chunk or model.mapping_chunk & (model.mapping_chunk - 1) == 0,
+            f"mapping_chunk must be a power of two or 0, got {model.mapping_chunk}",
+        ),
+        (train.epochs >= 1, "epochs must be >= 1"),
+        (train.batch_size >= 1, "batch_size must be >= 1"),
+        (train.eval_batch_size >= 1, "eval_batch_size must be >= 1"),
+        (train.lr > 0, "lr must be > 0"),
+        (train.clip > 0, "clip must be > 0"),
+        (train.weight_decay >= 0, "weight_decay must be >= 0"),
+        (train.checkpoint_every >= 0, "checkpoint_every must be >= 0"),
+        (train.max_steps is None or train.max_steps >= 1, "max_steps must be >= 1"),
+        (
+            train.train_shots is None or train.train_shots >= 1,
+            f"train_shots must be a positive integer, got {train.train_shots}",
+        ),
+        (
+            train.train_shots is None or model.method == "quantum_train",
+            "train_shots: the classical method executes no circuit",
+        ),
+        (execution.max_shots is None or execution.max_shots >= 1, "max_shots must be >= 1"),
+        (execution.spsa_perturbation > 0, "spsa_perturbation must be > 0"),
+        (execution.spsa_resamples >= 1, "spsa_resamples must be >= 1"),
+        (0 < config.data.val_fraction < 1, "val_fraction must be in (0, 1)"),
+        (config.data.train_subset is None or config.data.train_subset >= 1, "train_subset must be >= 1"),
+        (
+            execution.device == "auto" or execution.device.split(":")[0] in ("cpu", "cuda", "mps"),
+            f"device: unknown {execution.device!r}; use auto, cpu, cuda, cuda:N or mps",
+        ),
+    ]
+
+
+def check_size(config: Config) -> None:
+    """The target's weights fit the circuit's outcomes, and the circuit fits the backend."""
+    import torch
+
+    from . import backends
     from .ansatz import qubits_for, states_for
+    from .targets import build_target, count_parameters
 
     with torch.random.fork_rng(devices=[]):  # building the target to count M must not move the run's seed
         weights = count_parameters(build_target(config.model.target))
@@ -407,16 +460,13 @@ def validate(config: Config) -> Config:
             f"the {weights} weights of {config.model.target}; need at least {qubits_for(weights, per_state)}"
             + (f" at {per_state} weights per state" if per_state > 1 else "")
         )
-    if config.execution.backend == "aer_density":
-        from .backends.noisy_simulation import MAX_DENSITY_QUBITS
-
-        qubits = config.circuit.qubits or qubits_for(weights, per_state)
-        if qubits > MAX_DENSITY_QUBITS:
-            raise ConfigError(
-                f"backend: aer_density holds a density matrix of at most {MAX_DENSITY_QUBITS} qubits; this model "
-                f"has {qubits} (raise --weights-per-state, e.g. 64 gives 7 qubits for mnist_cnn)"
-            )
-    return config
+    backend = backends.backend_class(config.execution.backend)
+    qubits = config.circuit.qubits or qubits_for(weights, per_state)
+    if backend.max_qubits is not None and qubits > backend.max_qubits:
+        raise ConfigError(
+            f"backend: {backend.name} {backend.max_qubits_reason} of at most {backend.max_qubits} qubits; this model "
+            f"has {qubits} (raise --weights-per-state, e.g. 64 gives 7 qubits for mnist_cnn)"
+        )
 
 
 def check_quantum_stage(config: Config) -> None:
@@ -444,12 +494,10 @@ def check_quantum_stage(config: Config) -> None:
 
 
 def resolve_gradient(config: Config) -> str:
-    """The gradient method a run uses: ``auto`` is adjoint where the backend has a reverse pass."""
+    """The gradient method a run uses, as `backends.gradient_method` answers for its backend."""
     from . import backends
 
-    if config.execution.grad != "auto":
-        return config.execution.grad
-    return "adjoint" if backends.backend_class(config.execution.backend).supports_vjp() else "param_shift"
+    return backends.gradient_method(config.execution.backend, config.execution.grad)
 
 
 def checkpoint_interval(config: Config) -> int:

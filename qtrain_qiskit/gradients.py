@@ -14,7 +14,7 @@ import numpy as np
 from qiskit import QuantumCircuit
 from qiskit.circuit import Parameter
 
-from .backends import Backend
+from .backends import Backend, gradient_method
 
 SHIFT_GATES = ("rx", "ry", "rz", "p")  # exp(-i theta G / 2) with G^2 = 1, up to a global phase
 
@@ -77,11 +77,7 @@ class AdjointGradient(GradientMethod):
     name = "adjoint"
 
     def check(self, circuit: QuantumCircuit, backend: Backend) -> None:
-        if not backend.supports_vjp():
-            raise ValueError(
-                f"gradient 'adjoint' needs an exact backend with a reverse pass; {backend.name!r} has none "
-                "(use param_shift)"
-            )
+        gradient_method(type(backend), self.name)  # refuses a backend without a reverse pass
 
     def circuits_per_step(self, num_params: int) -> int:
         return 0  # the reverse pass is classical simulation work, not circuit executions
@@ -143,7 +139,10 @@ GRADIENTS: dict[str, type[GradientMethod]] = {
 
 
 def get_gradient(name: str, **options: object) -> GradientMethod:
-    """A gradient method by name with its options; unknown names list the known ones."""
+    """A gradient method by name with its options; unknown names list the known ones.
+
+    ``auto`` is not a method: `backends.gradient_method` resolves it for a backend first.
+    """
     if name not in GRADIENTS:
         raise ValueError(f"unknown gradient {name!r}; available: {', '.join(GRADIENTS)}")
     return GRADIENTS[name](**options)

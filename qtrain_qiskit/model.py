@@ -8,7 +8,6 @@ The circuit does not depend on the batch, so P is computed once per forward.
 from __future__ import annotations
 
 import copy
-import dataclasses
 import math
 from typing import TYPE_CHECKING
 
@@ -262,21 +261,12 @@ def build_circuit(config: Config, num_weights: int) -> QuantumCircuit:
 
 
 def build_backend(config: Config, device: torch.device, *, job_ledger: object = None) -> Backend:
-    """The configured backend, given the options its constructor declares (cheap: nothing runs)."""
-    import inspect
-
+    """The configured backend from its validated options and the run values it declares (cheap: nothing runs)."""
     from . import backends
+    from .config import backend_options
 
     cls = backends.backend_class(config.execution.backend)
-    offered = {
-        **dataclasses.asdict(config.execution),
-        "device": device,
-        "seed": config.train.seed,
-        "dtype": config.execution.precision,
-        "job_ledger": job_ledger,
-    }
-    accepted = inspect.signature(cls).parameters
-    return cls(**{key: value for key, value in offered.items() if key in accepted})
+    return cls.from_options(backend_options(config), seed=config.train.seed, device=device, job_ledger=job_ledger)
 
 
 def build_gradient(config: Config) -> GradientMethod:

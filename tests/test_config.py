@@ -2,7 +2,17 @@ import dataclasses
 
 import pytest
 
-from qtrain_qiskit.config import Config, ConfigError, apply, build_parser, from_args, load_yaml, to_yaml, validate
+from qtrain_qiskit.config import (
+    Config,
+    ConfigError,
+    apply,
+    build_parser,
+    from_args,
+    load_yaml,
+    sections,
+    to_yaml,
+    validate,
+)
 
 from .conftest import REPO
 
@@ -64,7 +74,7 @@ def test_named_flags_exist():
         "--config",
     ):
         assert flag in flags
-    keys = {f.name for f in dataclasses.fields(Config) if not dataclasses.is_dataclass(f.default_factory)}
+    keys = {f.name for f in dataclasses.fields(Config) if f.name not in sections()}
     for section in (Config().model, Config().circuit, Config().execution, Config().train, Config().data):
         keys |= {f.name for f in dataclasses.fields(section)}
     assert flags == {f"--{key.replace('_', '-')}" for key in keys} | {"--config", "-h", "--help"}
@@ -87,7 +97,7 @@ def test_named_flags_exist():
         (["--grad", "guess"], "grad: 'guess' is not one of auto, adjoint, param_shift, spsa"),
         (["--backend", "aer_shots", "--grad", "adjoint"], "grad: adjoint needs an exact backend with a reverse pass"),
         (["--shots", "0"], "shots must be >= 1"),
-        (["--depolarizing-2q", "1.5"], "depolarizing_1q, depolarizing_2q and readout_error must be probabilities"),
+        (["--depolarizing-2q", "1.5"], "depolarizing_2q must be in .0, 1., got 1.5"),
         (["--features", "fancy"], "features: 'fancy' is not one of raw, scaled"),
         (["--dataset", "imagenet"], "dataset: 'imagenet' is not one of mnist, fashion_mnist, cifar10"),
         (["--device", "tpu"], "device: unknown 'tpu'"),

@@ -26,7 +26,7 @@ def tiny_model(shots: int) -> tuple[QuantumTrain, torch.Tensor, torch.Tensor]:
     """1 qubit x 2 blocks -> 2 outcomes -> mapping with k = 2 -> the 4 weights of Linear(1, 2); float64."""
     torch.manual_seed(3)
     circuit = build_ansatz(1, 2)
-    quantum = TorchQuantumLayer(circuit, TorchStatevectorBackend(dtype="float64"), torch.tensor([0.9, 0.4]))
+    quantum = TorchQuantumLayer(circuit, TorchStatevectorBackend(precision="float64"), torch.tensor([0.9, 0.4]))
     mapping = MappingModel(1, 4, weights_per_state=2, hidden=[4], activation="tanh")
     model = QuantumTrain(nn.Linear(1, 2), quantum, mapping, center="none", train_shots=shots).double()
     x = torch.linspace(-2, 2, 8, dtype=torch.float64)[:, None]

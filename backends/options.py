@@ -1,0 +1,83 @@
+"""What a backend takes from the run configuration: one frozen dataclass per backend, declared once.
+
+Each field is a configuration key under ``execution:`` and a command-line flag (``shots`` ->
+``--shots``), with its help text, default and constraints in the field's metadata, so the CLI is
+generated from the registered backends and a new backend's option needs no edit elsewhere. An
+options object checks itself when it is made and names the offending key in one line. Keys that
+several backends read (``shots``) live in one small dataclass that their options inherit, so a
+key has one declaration, one default and one meaning.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+# Values of the run that a backend may take besides its options (`Backend.context` names them).
+CONTEXT = ("seed", "device", "job_ledger")
+
+
+def option(
+    default: Any,
+    help: str,
+    *,
+    choices: tuple[str, ...] | None = None,
+    minimum: float | None = None,
+    maximum: float | None = None,
+    check: Callable[[Any], str | None] | None = None,
+    if_unused: Callable[[type, Any], str] | None = None,
+) -> Any:
+    """A backend option: ``check(value)`` returns an error message or None; ``if_unused(backend, value)``
+    makes a non-default value an error on a backend that does not read the key (else it is ignored)."""
+    metadata = {"help": help, "choices": choices, "minimum": minimum, "maximum": maximum, "check": check}
+    metadata["if_unused"] = if_unused
+    return dataclasses.field(default=default, metadata={k: v for k, v in metadata.items() if v is not None})
+
+
+def check_value(f: dataclasses.Field, value: Any) -> None:
+    """Raise ValueError, one line naming the key, when ``value`` breaks ``f``'s declared constraints."""
+    meta, name = f.metadata, f.name
+    choices, low, high = meta.get("choices"), meta.get("minimum"), meta.get("maximum")
+    if choices and value not in choices:
+        raise ValueError(f"{name}: {value!r} is not one of {', '.join(choices)}")
+    if value is None:
+        return
+    if low is not None and high is not None and not low <= value <= high:
+        raise ValueError(f"{name} must be in [{low}, {high}], got {value}")
+    if low is not None and value < low:
+        raise ValueError(f"{name} must be >= {low}, got {value}")
+    if high is not None and value > high:
+        raise ValueError(f"{name} must be <= {high}, got {value}")
+    message = meta["check"](value) if "check" in meta else None
+    if message:
+        raise ValueError(f"{name}: {message}")
+
+
+@dataclass(frozen=True)
+class BackendOptions:
+    """Options of a backend with none; subclasses add fields made with `option`.
+
+    Construction validates: every field against its metadata, then `check` for constraints between
+    fields. The backend's constructor takes each field as a keyword of the same name.
+    """
+
+    def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):
+            check_value(f, getattr(self, f.name))
+        self.check()
+
+    def check(self) -> None:
+        """Constraints between fields (override); raise ValueError naming the key."""
+
+    def kwargs(self) -> dict[str, Any]:
+        """The options as the constructor's keyword arguments."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+
+
+@dataclass(frozen=True)
+class ShotsOptions(BackendOptions):
+    """Backends that estimate probabilities from a finite number of measurements."""
+
+    shots: int = option(1024, "shots per circuit on sampled backends (aer_shots, aer_noisy, ibm_runtime)", minimum=1)
