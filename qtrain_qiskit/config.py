@@ -21,9 +21,11 @@ import yaml
 
 # Each choice list is written once, in the module that implements it.
 from .ansatz import ENTANGLEMENTS
+from .backends.registry import GRADIENTS
 from .data import DATASETS
 from .mapping import ACTIVATIONS, FEATURES
-from .model import CENTERING, WEIGHT_SCALES
+from .model import ANGLE_INITS, CENTERING, WEIGHT_SCALES
+from .stepper import SCHEDULES
 
 
 class ConfigError(ValueError):
@@ -49,7 +51,8 @@ class ModelConfig:
     )
     target: str = option(
         "mnist_cnn",
-        "target network whose weights are generated: mnist_cnn, cifar_cnn, mlp_<hidden> or cnn_<c1>_<c2>_<hidden>",
+        "target network whose weights are generated: mnist_cnn, cifar_cnn, qt_cifar_cnn, mlp_<hidden>, "
+        "cnn_<c1>_<c2>_<hidden> or gap_<c1>_<c2>_<c3>",
     )
     quantum: str = option(
         "trained",
@@ -94,9 +97,7 @@ class CircuitConfig:
     qubits: int | None = option(None, "qubits N (default ceil(log2 ceil(M / k)) of the target)")
     blocks: int = option(8, "ansatz blocks L (RY layer + CNOT chain each)")
     entanglement: str = option("linear", "CNOT pattern per block (none: a product state)", choices=ENTANGLEMENTS)
-    init: str = option(
-        "uniform", "angle initialization: uniform in [-s, s] or normal(0, s)", choices=("uniform", "normal")
-    )
+    init: str = option("uniform", "angle initialization: uniform in [-s, s] or normal(0, s)", choices=ANGLE_INITS)
     init_scale: float = option(math.pi, "angle initialization scale s (radians)")
 
 
@@ -113,7 +114,7 @@ class ExecutionConfig:
         "auto",
         "circuit gradient: auto (adjoint where the backend has a reverse pass, else param_shift), adjoint, "
         "param_shift or spsa; on aer_statevector the adjoint's reverse pass runs in the torch engine",
-        choices=("auto", "adjoint", "param_shift", "spsa"),
+        choices=("auto", *GRADIENTS),
     )
     device: str = option("auto", "torch device for the classical side: auto, cpu, cuda, cuda:N, mps")
     max_shots: int | None = option(None, "refuse to start a run whose estimated total shots exceed this")
@@ -177,9 +178,7 @@ class TrainConfig:
     epochs: int = option(50, "training epochs")
     batch_size: int = option(64, "training batch size")
     lr: float = option(5e-4, "Adam learning rate")
-    schedule: str = option(
-        "constant", "learning-rate schedule: constant, or cosine decay to 0", choices=("constant", "cosine")
-    )
+    schedule: str = option("constant", "learning-rate schedule: constant, or cosine decay to 0", choices=SCHEDULES)
     weight_decay: float = option(0.0, "Adam L2 weight decay on the angles and the mapping")
     clip: float = option(10.0, "gradient-norm clipping over all trainable parameters")
     seed: int = option(0, "seed for initialization and shuffling")

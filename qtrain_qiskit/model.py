@@ -241,6 +241,9 @@ def resolve_device(name: str) -> torch.device:
     return torch.device("cpu")
 
 
+ANGLE_INITS = ("uniform", "normal")
+
+
 def initial_angles(count: int, scheme: str, scale: float) -> torch.Tensor:
     """Starting circuit angles from torch's global RNG (seed it for reproducible runs)."""
     if scheme == "normal":

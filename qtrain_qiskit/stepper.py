@@ -13,6 +13,9 @@ if TYPE_CHECKING:
     from .model import QuantumTrain
 
 
+SCHEDULES = ("constant", "cosine")  # learning-rate schedules `Stepper` implements
+
+
 class Stepper:
     """One optimizer step of a QuantumTrain model, shared by training and the benchmark.
 

@@ -226,3 +226,9 @@ def test_one_answer_for_config_qnn_and_budget():
         assert network.gradient.name == gradient_method(name)
     sampled = validate(apply(Config(), {"backend": "aer_shots", "weights_per_state": 2000}, "test"))
     assert estimate(sampled, steps_per_epoch=1, num_angles=5).circuits_per_step == 1 + 2 * 5  # param_shift
+
+
+def test_every_gradient_a_backend_may_answer_has_an_implementation():
+    from qtrain_qiskit.gradients import GRADIENTS as IMPLEMENTED
+
+    assert set(IMPLEMENTED) == set(registry.GRADIENTS)
