@@ -120,6 +120,13 @@ class ExecutionConfig:
     depolarizing_1q: float = option(1e-3, "aer_noisy depolarizing probability after each 1-qubit gate")
     depolarizing_2q: float = option(1e-2, "aer_noisy depolarizing probability after each 2-qubit gate")
     readout_error: float = option(0.0, "aer_noisy probability that a measured bit flips")
+    noisy_sampling: str = option(
+        "auto",
+        "aer_noisy shots: trajectories (Aer simulates every shot), density (S multinomial draws from the exact "
+        "noisy distribution of Aer's density matrix: the same distribution of counts, at most 10 qubits), or "
+        "auto (density where the circuit fits)",
+        choices=("auto", "trajectories", "density"),
+    )
     mitigation: str = option(
         "none",
         "readout mitigation of measured counts: mthree (M3, calibrated on the device; aer_noisy with a fake "
