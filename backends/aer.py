@@ -40,6 +40,21 @@ from .torch_statevector import TorchStatevectorBackend
 BASIS = ["rx", "ry", "rz", "h", "x", "y", "z", "s", "sdg", "t", "tdg", "sx", "p", "cx", "cz", "swap"]
 ONE_QUBIT_GATES = ["rx", "ry", "rz", "h", "x", "y", "z", "s", "sdg", "t", "tdg", "sx", "p"]
 TWO_QUBIT_GATES = ["cx", "cz", "swap"]
+# How aer_noisy draws its shots: Aer's trajectories (every shot simulated), or S multinomial draws from
+# the exact noisy distribution of Aer's density matrix (the same distribution of counts; at most
+# MAX_DENSITY_QUBITS qubits after compaction); auto takes the density matrix where it fits.
+NOISY_SAMPLING = ("auto", "trajectories", "density")
+
+
+@dataclass
+class Prepared:
+    """A circuit made ready for aer_noisy: its noisy simulation, simulator, M3 and density program."""
+
+    circuit: QuantumCircuit
+    simulation: NoisySimulation
+    simulator: AerSimulator
+    mitigator: ReadoutMitigator | None
+    density: DensityProgram | None
 
 
 def check_aer_device(device: str) -> str:
@@ -95,6 +110,14 @@ class NoiseOptions(AerOptions):
 
 @dataclass(frozen=True)
 class AerNoisyOptions(NoiseOptions, ShotsOptions, MitigationOptions):
+    noisy_sampling: str = option(
+        "auto",
+        "aer_noisy shots: trajectories (Aer simulates every shot), density (S multinomial draws from the exact "
+        "noisy distribution of Aer's density matrix: the same distribution of counts, at most 10 qubits), or "
+        "auto (density where the circuit fits)",
+        choices=NOISY_SAMPLING,
+    )
+
     def check(self) -> None:
         if self.mitigation != "none" and not self.noise.startswith("fake_"):
             reason = needs_device_readout(
@@ -242,16 +265,19 @@ class AerNoisyBackend(Backend):
         readout_error: float = 0.0,
         aer_device: str = "CPU",
         mitigation: str = "none",
+        noisy_sampling: str = "auto",
     ) -> None:
+        if noisy_sampling not in NOISY_SAMPLING:
+            raise ValueError(f"noisy_sampling must be one of {', '.join(NOISY_SAMPLING)}, got {noisy_sampling!r}")
         self.noise, self.shots, self.seed, self.device = noise, shots, seed, check_aer_device(aer_device)
         self.rates = (depolarizing_1q, depolarizing_2q, readout_error)
-        self.mitigation = mitigation
+        self.mitigation, self.noisy_sampling = mitigation, noisy_sampling
         self.rng = np.random.default_rng(seed)
-        self._prepared: dict[int, tuple[QuantumCircuit, NoisySimulation, AerSimulator, ReadoutMitigator | None]] = {}
+        self._prepared: dict[int, Prepared] = {}
 
     def prepare(self, circuit: QuantumCircuit) -> NoisySimulation:
         cached = self._prepared.get(id(circuit))
-        if cached is None or cached[0] is not circuit:
+        if cached is None or cached.circuit is not circuit:
             mitigator = None
             if self.noise == "depolarizing":
                 simulation = depolarizing_simulation(circuit, *self.rates)
@@ -263,14 +289,31 @@ class AerNoisyBackend(Backend):
                 simulation = device_simulation(isa, self._device_models[self.noise])
                 if self.mitigation == "mthree":
                     mitigator = ReadoutMitigator(device, isa, self.shots)
-            cached = (circuit, simulation, simulation.simulator(self.device), mitigator)
+            cached = Prepared(
+                circuit, simulation, simulation.simulator(self.device), mitigator, self._density(simulation)
+            )
             self._prepared[id(circuit)] = cached
-        return cached[1]
+        return cached.simulation
+
+    def _density(self, simulation: NoisySimulation) -> DensityProgram | None:
+        """The density-matrix program that `density` (or `auto`, where it fits) samples from."""
+        if self.noisy_sampling == "trajectories":
+            return None
+        try:
+            return density_program(simulation, self.device)
+        except ValueError as exc:  # wider than MAX_DENSITY_QUBITS after compaction
+            if self.noisy_sampling == "auto":
+                return None
+            raise BackendError(f"{self.name}: {exc}") from None
 
     def _probabilities(self, circuit: QuantumCircuit, values: np.ndarray) -> np.ndarray:
-        simulation = self.prepare(circuit)
-        _, _, simulator, mitigator = self._prepared[id(circuit)]
-        frequencies = sample(simulation, simulator, values, self.shots, self.rng)
+        self.prepare(circuit)
+        prepared = self._prepared[id(circuit)]
+        if prepared.density is None:
+            frequencies = sample(prepared.simulation, prepared.simulator, values, self.shots, self.rng)
+        else:  # the same multinomial distribution of counts as the trajectories, ~10x faster at 7 qubits
+            frequencies = sample_probabilities(exact_distribution(prepared.density, values), self.shots, self.rng)
+        mitigator = prepared.mitigator
         return frequencies if mitigator is None else mitigator.correct(frequencies, self.shots)
 
 
@@ -302,19 +345,10 @@ class AerDensityBackend(AerNoisyBackend):
         readout_error: float = 0.0,
         aer_device: str = "CPU",
     ) -> None:
-        super().__init__(noise, 1, seed, depolarizing_1q, depolarizing_2q, readout_error, aer_device)
-        self._programs: dict[int, tuple[QuantumCircuit, DensityProgram]] = {}
-
-    def prepare(self, circuit: QuantumCircuit) -> NoisySimulation:
-        simulation = super().prepare(circuit)
-        cached = self._programs.get(id(circuit))
-        if cached is None or cached[0] is not circuit:
-            try:
-                self._programs[id(circuit)] = (circuit, density_program(simulation, self.device))
-            except ValueError as exc:
-                raise BackendError(f"aer_density: {exc}") from None
-        return simulation
+        super().__init__(
+            noise, 1, seed, depolarizing_1q, depolarizing_2q, readout_error, aer_device, noisy_sampling="density"
+        )
 
     def _probabilities(self, circuit: QuantumCircuit, values: np.ndarray) -> np.ndarray:
         self.prepare(circuit)
-        return exact_distribution(self._programs[id(circuit)][1], values)
+        return exact_distribution(self._prepared[id(circuit)].density, values)

@@ -103,10 +103,17 @@ def time_scaling(config: Config, qubits: Sequence[int], steps: int, warmup: int)
     return results
 
 
-def time_evaluations(config: Config, repeats: int) -> dict[str, Any]:
-    """One-time preparation and the median time of one circuit evaluation (the circuit sampled once)."""
+def time_evaluations(config: Config, repeats: int, run: str | None = None) -> dict[str, Any]:
+    """One-time preparation and the median time of one circuit evaluation (the circuit sampled once).
+
+    With ``run`` (a run directory) its best angles are sampled and each evaluation is also scored as
+    `scripts/evaluate.py` does: the weights regenerated from the sampled P and tested on the test split
+    (``median_scored_evaluation_s``: circuit, weights and test together, preparation excluded).
+    """
     from .targets import build_target, count_parameters
 
+    if run is not None:
+        return _time_run_evaluations(config, repeats, run)
     circuit = build_circuit(config, count_parameters(build_target(config.model.target)))
     values = np.random.default_rng(config.train.seed).uniform(-np.pi, np.pi, (1, circuit.num_parameters))
     start = time.perf_counter()
@@ -118,13 +125,56 @@ def time_evaluations(config: Config, repeats: int) -> dict[str, Any]:
         start = time.perf_counter()
         backend.probabilities(circuit, values)
         times.append(time.perf_counter() - start)
+    return {**_evaluation_header(config, backend, circuit, repeats), "prepare_s": prepare_s,
+            "median_evaluation_s": statistics.median(times)}  # fmt: skip
+
+
+def _evaluation_header(config: Config, backend: Any, circuit: Any, repeats: int) -> dict[str, Any]:
     return {
         "backend": config.execution.backend,
         "noise": config.execution.noise if config.execution.backend == "aer_noisy" else None,
+        "noisy_sampling": config.execution.noisy_sampling if config.execution.backend == "aer_noisy" else None,
         "shots": None if backend.exact else config.execution.shots,
         "num_qubits": circuit.num_qubits,
         "num_blocks": config.circuit.blocks,
         "repeats": repeats,
-        "prepare_s": prepare_s,
-        "median_evaluation_s": statistics.median(times),
     }
+
+
+def _time_run_evaluations(config: Config, repeats: int, path: str) -> dict[str, Any]:
+    from .data import load_dataset, resolve_data_dir
+    from .evaluation import score
+    from .rundir import BEST_CHECKPOINT, RunDir, load_model_state
+
+    run = RunDir.existing(path)
+    state = run.load_checkpoint(BEST_CHECKPOINT)["model"]
+    data = load_dataset(
+        config.data.dataset, resolve_data_dir(config.data.data_dir), train=False, download=config.data.download
+    )
+    start = time.perf_counter()
+    model = build_model(config, resolve_device(config.execution.device))  # the backend is prepared here
+    load_model_state(model, state, f"of {path}")
+    prepare_s = time.perf_counter() - start
+    circuit_times, scored_times, accuracies = [], [], []
+    with torch.no_grad():
+        for _ in range(repeats):
+            start = time.perf_counter()
+            probs = model.quantum()
+            sampled = time.perf_counter()
+            _, accuracy = score(model, data, config.train.eval_batch_size, probs=probs)
+            circuit_times.append(sampled - start)
+            scored_times.append(time.perf_counter() - start)
+            accuracies.append(accuracy)
+    quantum = model.quantum
+    circuit = quantum.circuit if hasattr(quantum, "circuit") else quantum.neural_network.circuit
+    return {
+        "run": str(path),
+        **_evaluation_header(config, getattr(quantum, "backend", None) or quantum.neural_network.backend, circuit,
+                             repeats),
+        "prepare_s": prepare_s,
+        "median_evaluation_s": statistics.median(circuit_times),
+        "median_scored_evaluation_s": statistics.median(scored_times),
+        "evaluation_s": circuit_times,
+        "scored_evaluation_s": scored_times,
+        "test_accuracies": accuracies,
+    }  # fmt: skip

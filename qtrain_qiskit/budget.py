@@ -37,7 +37,8 @@ def estimate(config: Config, steps_per_epoch: int, num_angles: int, done_steps: 
 
     if backends.backend_class(config.execution.backend).exact:
         return None
-    per_step = 1 + build_gradient(config).circuits_per_step(num_angles)
+    # A frozen circuit (no trainable angles, e.g. fine-tuning only the mapping) runs its forward alone.
+    per_step = 1 + (build_gradient(config).circuits_per_step(num_angles) if num_angles else 0)
     total_steps = config.train.epochs * steps_per_epoch
     if config.train.max_steps is not None:
         total_steps = min(total_steps, config.train.max_steps)

@@ -21,9 +21,10 @@ def test_density_matrix_is_the_limit_of_the_sampled_noisy_simulation(noise):
     circuit = build_ansatz(3, 2)
     values = np.random.default_rng(0).uniform(-np.pi, np.pi, (2, circuit.num_parameters))
     exact_noisy = backends.get_backend("aer_density", noise=noise, **NOISE).probabilities(circuit, values)
-    sampled = backends.get_backend("aer_noisy", noise=noise, shots=30_000, seed=1, **NOISE).probabilities(
-        circuit, values
+    trajectories = backends.get_backend(
+        "aer_noisy", noise=noise, shots=30_000, seed=1, noisy_sampling="trajectories", **NOISE
     )
+    sampled = trajectories.probabilities(circuit, values)
     noiseless = backends.get_backend("aer_statevector").probabilities(circuit, values)
     assert np.allclose(exact_noisy.sum(axis=1), 1) and (exact_noisy >= 0).all()
     for p, s, e in zip(exact_noisy, sampled, noiseless, strict=True):
@@ -53,3 +54,43 @@ def test_a_density_matrix_too_large_is_one_line(tmp_path):
     validate(apply(Config(), {"backend": "aer_density", "weights_per_state": 64}, "test"))
     status, _, err = run_script_inprocess("train.py", "--backend", "aer_density", "--run-dir", str(tmp_path / "r"))
     assert status == 2 and err.count("\n") == 1 and not (tmp_path / "r").exists()
+
+
+@pytest.mark.parametrize("noise", ["depolarizing", "fake_guadalupe"])
+def test_density_sampling_draws_the_counts_of_the_trajectories(noise):
+    # aer_noisy's default (auto) at <= 10 qubits: S multinomial draws from the exact noisy distribution.
+    # Same distribution of counts as Aer's trajectories: both within sampling error of the density
+    # matrix (TVD over 8 outcomes at 30,000 shots ~ 0.008) and of each other; seeded, reproducible.
+    circuit = build_ansatz(3, 2)
+    values = np.random.default_rng(2).uniform(-np.pi, np.pi, (2, circuit.num_parameters))
+    exact_noisy = backends.get_backend("aer_density", noise=noise, **NOISE).probabilities(circuit, values)
+    options = {"noise": noise, "shots": 30_000, **NOISE}
+    auto = backends.get_backend("aer_noisy", seed=3, **options)
+    drawn = auto.probabilities(circuit, values)
+    assert auto._prepared[id(circuit)].density is not None
+    trajectories = backends.get_backend("aer_noisy", seed=4, noisy_sampling="trajectories", **options)
+    simulated = trajectories.probabilities(circuit, values)
+    for p, d, t in zip(exact_noisy, drawn, simulated, strict=True):
+        assert total_variation(p, d) < 0.02 and total_variation(p, t) < 0.02 and total_variation(d, t) < 0.03
+    again = backends.get_backend("aer_noisy", seed=3, **options).probabilities(circuit, values)
+    np.testing.assert_array_equal(drawn, again)
+    assert not np.array_equal(auto.probabilities(circuit, values), drawn)  # fresh shots on every call
+
+
+def test_auto_sampling_falls_back_to_trajectories_above_the_density_limit():
+    circuit = build_ansatz(11, 1)
+    values = np.zeros((1, circuit.num_parameters))
+    auto = backends.get_backend("aer_noisy", shots=64, seed=0)
+    assert np.isclose(auto.probabilities(circuit, values).sum(), 1)
+    assert auto._prepared[id(circuit)].density is None
+    with pytest.raises(backends.BackendError, match="aer_noisy: the exact noisy distribution needs a 11-qubit"):
+        backends.get_backend("aer_noisy", shots=64, noisy_sampling="density").prepare(circuit)
+    with pytest.raises(ValueError, match="noisy_sampling must be one of auto, trajectories, density"):
+        backends.get_backend("aer_noisy", noisy_sampling="exact")
+
+
+def test_noisy_sampling_is_an_aer_noisy_option_checked_before_work():
+    config = validate(apply(Config(), {"backend": "aer_noisy", "noisy_sampling": "density"}, "test"))
+    assert config.execution.noisy_sampling == "density"
+    with pytest.raises(ConfigError, match="noisy_sampling: 'exact' is not one of auto, trajectories, density"):
+        validate(apply(Config(), {"backend": "aer_noisy", "noisy_sampling": "exact"}, "test"))

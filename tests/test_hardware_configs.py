@@ -1,7 +1,9 @@
-"""The device configurations: their budgets, and a fine-tuning rehearsal on a fake device end to end.
+"""The device configurations: their budgets, a fine-tuning rehearsal on a fake device end to end, and
+fine-tuning the mapping alone through the sampled device path ("device in the loop").
 
-The rehearsal uses fake_guadalupe: the same code path as fake_torino (README), but the local
-simulation of a 133-qubit device's noise takes about a minute per job on this machine.
+The rehearsal runs on fake_guadalupe and on fake_torino (the device the README names): the same
+code path, but the runtime's local mode simulates the whole 133-qubit fake_torino for every job
+(~30 s a job on this 2-core machine), so the fake_torino case takes minutes and is marked slow.
 """
 
 import json
@@ -25,16 +27,31 @@ def test_hardware_configs_fit_their_budgets(name, qubits, most):
     assert config.train.train_shots == 8192 and config.execution.backend == "torch_statevector"
 
 
-def test_fine_tuning_rehearsal_on_a_fake_device_prints_cost_guards_budget_records_and_resumes(mnist_root, tmp_path):
-    data = ["--data-dir", str(mnist_root), "--train-subset", "64", "--eval-batch-size", "5000"]
-    origin = tmp_path / "hw"
+DATA = ["--train-subset", "64", "--eval-batch-size", "5000"]
+
+
+@pytest.fixture(scope="module")
+def hardware_run(mnist_root, tmp_path_factory):
+    """One epoch of configs/mnist_hardware.yaml on 64 images: what the fine-tuning tests start from."""
+    origin = tmp_path_factory.mktemp("hardware") / "hw"
     status, _, err = run_script_inprocess(
-        "train.py", "--config", str(REPO / "configs" / "mnist_hardware.yaml"), "--epochs", "1", *data,
-        "--run-dir", str(origin),
+        "train.py", "--config", str(REPO / "configs" / "mnist_hardware.yaml"), "--epochs", "1",
+        "--data-dir", str(mnist_root), *DATA, "--run-dir", str(origin),
     )  # fmt: skip
     assert status == 0, err
+    return origin
+
+
+# fake_torino: 10 local jobs of ~30-45 s each (7 min 44 s measured with the machine loaded), so `slow`:
+#   python -m pytest -m slow tests/test_hardware_configs.py -k fake_torino
+@pytest.mark.parametrize("device", ["fake_guadalupe", pytest.param("fake_torino", marks=pytest.mark.slow)])
+def test_fine_tuning_rehearsal_on_a_fake_device_prints_cost_guards_budget_records_and_resumes(
+    hardware_run, mnist_root, tmp_path, device
+):
+    origin = hardware_run
+    data = ["--data-dir", str(mnist_root), *DATA]
     trial = ["--config", str(REPO / "configs" / "hardware_trial.yaml"), "--init-from", str(origin)]
-    trial += ["--ibm-backend", "fake_guadalupe", "--shots", "512", "--epochs", "1", *data]
+    trial += ["--ibm-backend", device, "--shots", "512", "--epochs", "1", *data]
 
     status, _, err = run_script_inprocess("train.py", *trial, "--max-shots", "1000", "--run-dir", str(tmp_path / "no"))
     assert status == 2 and "exceed the cap of 1,000" in err and not (tmp_path / "no").exists()
@@ -52,3 +69,39 @@ def test_fine_tuning_rehearsal_on_a_fake_device_prints_cost_guards_budget_record
     assert [job["step"] for job in jobs] == [1] * 5 + [2] * 5
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["backend"] == "ibm_runtime" and summary["num_qubits"] == 7
+
+
+def test_device_in_the_loop_fine_tunes_the_mapping_alone_on_sampled_device_noise(hardware_run, mnist_root, tmp_path):
+    # The circuit stays at the run's trained angles (--quantum frozen with --init-from); each step
+    # samples it once under fake_torino noise and trains the mapping on the measured P.
+    run_dir = tmp_path / "loop"
+    status, out, err = run_script_inprocess(
+        "train.py", "--config", str(REPO / "configs" / "mnist_hardware.yaml"), "--init-from", str(hardware_run),
+        "--backend", "aer_noisy", "--noise", "fake_torino", "--shots", "512", "--quantum", "frozen",
+        "--grad", "spsa", "--train-shots", "none", "--lr", "0.01", "--batch-size", "16", "--max-steps", "3",
+        "--epochs", "1",
+        "--data-dir", str(mnist_root), *DATA, "--run-dir", str(run_dir),
+    )  # fmt: skip
+    assert status == 0, err
+    assert "cost: 1 circuits and 512 shots per step; 3 steps + 2 evaluations = 5 circuits, 2,560 shots" in out
+    before = torch.load(hardware_run / "checkpoint_best.pt", weights_only=True)["model"]
+    after = torch.load(run_dir / "checkpoint_last.pt", weights_only=True)["model"]
+    angles = [key for key in before if key.startswith("quantum.")]
+    assert angles and all(torch.equal(before[key], after[key]) for key in angles)
+    assert any(not torch.equal(before[key], after[key]) for key in before if key.startswith("mapping."))
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["quantum_params"] == 0 and summary["backend"] == "aer_noisy"
+
+
+def test_benchmark_times_a_runs_device_evaluations(hardware_run, mnist_root):
+    status, out, err = run_script_inprocess(
+        "benchmark.py", "--evaluate", "--run", str(hardware_run), "--backend", "aer_noisy", "--noise", "fake_torino",
+        "--shots", "512", "--steps", "2", "--data-dir", str(mnist_root), "--eval-batch-size", "5000",
+    )  # fmt: skip
+    assert status == 0, err
+    result = json.loads(out)
+    assert result["noise"] == "fake_torino" and result["noisy_sampling"] == "auto" and result["num_qubits"] == 7
+    assert len(result["scored_evaluation_s"]) == 2 and result["prepare_s"] > 0
+    assert result["median_scored_evaluation_s"] >= result["median_evaluation_s"] > 0
+    status, _, err = run_script_inprocess("benchmark.py", "--run", str(hardware_run))
+    assert status == 2 and "--run times a run's evaluations: add --evaluate" in err

@@ -3,6 +3,7 @@
 python scripts/benchmark.py --backend torch_statevector --grad adjoint --steps 200
 python scripts/benchmark.py --backend aer_statevector --grad param_shift --steps 10
 python scripts/benchmark.py --evaluate --backend aer_noisy --noise fake_torino --shots 4096 --steps 3
+python scripts/benchmark.py --evaluate --run RUN --backend aer_noisy --noise fake_torino --shots 8192 --steps 10
 python scripts/benchmark.py --backend torch_statevector --scaling 13,14,15,16 --steps 5   # target mlp ~ 2^N
 """
 
@@ -35,6 +36,12 @@ def main(argv: list[str] | None = None) -> int:
         parser.add_argument("--warmup", type=int, default=3, help="untimed steps first")
         parser.add_argument("--evaluate", action="store_true", help="time --steps circuit evaluations instead")
         parser.add_argument(
+            "--run",
+            metavar="RUN_DIR",
+            help="with --evaluate: sample this run's best angles (its configuration, then the flags) and time "
+            "each evaluation with its test pass as scripts/evaluate.py runs it",
+        )
+        parser.add_argument(
             "--scaling",
             metavar="N,N,...",
             help="time steps and peak memory per qubit count N, target mlp_<hidden> with M just under 2^N",
@@ -43,11 +50,18 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser(__doc__.splitlines()[0], extra).parse_args(argv)
     if args.steps < 1 or args.warmup < 0:
         raise ConfigError(f"--steps must be >= 1 and --warmup >= 0, got {args.steps} and {args.warmup}")
-    config = from_args(args)
+    if args.run and not args.evaluate:
+        raise ConfigError("--run times a run's evaluations: add --evaluate")
+    base = None
+    if args.run:
+        from ..rundir import RunDir
+
+        base = RunDir.existing(args.run).config()
+    config = from_args(args, base)
     if args.scaling:
         result = time_scaling(config, parse_qubits(args.scaling), args.steps, args.warmup)
     elif args.evaluate:
-        result = time_evaluations(config, args.steps)
+        result = time_evaluations(config, args.steps, args.run)
     else:
         result = time_steps(config, args.steps, args.warmup)
     print(json.dumps(result, indent=2))

@@ -219,6 +219,8 @@ EXACT_S = 3e-3  # statevector (then multinomial draws), per parameter set of a b
 NOISY_S_PER_TRAJECTORY = 6e-3  # Aer: one noisy trajectory (shot branching shares error-free ones)
 NOISY_BASE_S = 1.5
 DEVICE_S_PER_SHOT = 1.2e-3  # fake device noise: relaxation makes nearly every shot its own trajectory
+DENSITY_S = 0.2  # aer_noisy's default up to 10 qubits: one density-matrix run, then multinomial draws
+DENSITY_QUBITS = 10  # = backends.noisy_simulation.MAX_DENSITY_QUBITS (compacted circuit; routing may add qubits)
 
 
 @dataclass(frozen=True)
@@ -236,9 +238,11 @@ class Cost:
         ]
 
 
-def _execution_seconds(condition: Condition, num_gates: int) -> float:
+def _execution_seconds(condition: Condition, num_gates: int, num_qubits: int) -> float:
     if condition.kind in ("exact", "shots"):
         return EXACT_S
+    if num_qubits <= DENSITY_QUBITS:
+        return NOISY_BASE_S + DENSITY_S
     if condition.kind == "device":
         return NOISY_BASE_S + DEVICE_S_PER_SHOT * condition.shots
     rate = float(condition.value) if condition.kind == "depolarizing" else 0.0
@@ -258,13 +262,13 @@ def estimate(cells: list[Cell], run_config: Config, train_steps: int) -> Cost:
     seconds = 0.0
     for cell in cells:
         count = 1  # the cell's own evaluation
-        per_circuit = _execution_seconds(cell.condition, num_gates)
+        per_circuit = _execution_seconds(cell.condition, num_gates, circuit.num_qubits)
         if cell.protocol == "training":
             under = cell.condition if cell.trained_under != "exact" else Condition("exact")
             config = apply(copy.deepcopy(run_config), {**under.overrides(), "max_steps": train_steps}, "estimate")
             budget = training_budget(config, max(train_steps, 1), circuit.num_parameters)
             training = budget.total_circuits if budget else 0
-            seconds += (training * _execution_seconds(under, num_gates)) + 2 * TEST_PASS_S
+            seconds += (training * _execution_seconds(under, num_gates, circuit.num_qubits)) + 2 * TEST_PASS_S
             shots += training * (under.shots or 0)
             count += training
         executions += count
