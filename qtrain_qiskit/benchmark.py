@@ -65,7 +65,8 @@ def time_steps(config: Config, steps: int, warmup: int = 3) -> dict[str, Any]:
         start = time.perf_counter()
         step()
         times.append((time.perf_counter() - start) * 1e3)
-    quartiles = statistics.quantiles(times, n=4) if len(times) > 1 else [times[0]] * 3
+    # inclusive: within the measured range (the default extrapolates below the fastest step for few steps)
+    quartiles = statistics.quantiles(times, n=4, method="inclusive") if len(times) > 1 else [times[0]] * 3
     return {
         "backend": config.execution.backend,
         "grad": config.execution.grad,
