@@ -12,6 +12,7 @@ linear subspace w = w0 + A z, z trained from zero, for four pairs (w0, A):
   scaled): how much of the gap is the span and how much its conditioning.
 
     QTRAIN_DATA_DIR=../shared/data python docs/results/start/subspace_probe.py configs/mnist_425.yaml --seeds 0 1
+    ... configs/mnist_425.yaml --seeds 0 1 --set weights_per_state=16 hidden=12   # k = 16, 412 parameters
 """
 
 from __future__ import annotations
@@ -32,9 +33,11 @@ from qtrain_qiskit.rundir import RunDir
 CPU = torch.device("cpu")
 
 
-def generator_start(config_file: str, seed: int) -> tuple[trainer.Session, torch.Tensor, torch.Tensor]:
+def generator_start(
+    config_file: str, seed: int, overrides: dict[str, str]
+) -> tuple[trainer.Session, torch.Tensor, torch.Tensor]:
     """The quick-budget session, the QT model's generated weights at step 0 and their Jacobian (M, P)."""
-    flags = {"epochs": 3, "train_subset": 2000, "seed": seed, "backend": "torch_statevector"}
+    flags = {"epochs": 3, "train_subset": 2000, "seed": seed, "backend": "torch_statevector", **overrides}
     session = trainer.setup(
         from_yaml_and_flags(config_file, flags), RunDir.create(tempfile.mkdtemp() + "/r"), Context(), print
     )
@@ -81,12 +84,13 @@ def main() -> None:
     parser.add_argument("config")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--lrs", type=float, nargs="+", default=[1e-3, 1e-2, 3e-2])
+    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="configuration overrides")
     args = parser.parse_args()
     torch.set_num_threads(1)
-    print(f"| {args.config} | seed | " + " | ".join(f"lr {lr:g}" for lr in args.lrs) + " |")
+    print(f"| {args.config} {' '.join(args.set)} | seed | " + " | ".join(f"lr {lr:g}" for lr in args.lrs) + " |")
     print("|---|---|" + "---|" * len(args.lrs))
     for seed in args.seeds:
-        session, start, jacobian = generator_start(args.config, seed)
+        session, start, jacobian = generator_start(args.config, seed, dict(kv.split("=", 1) for kv in args.set))
         weights, params = jacobian.shape
         torch.manual_seed(seed)
         standard = torch.cat([p.detach().reshape(-1) for p in type(session.model.target)().parameters()])
