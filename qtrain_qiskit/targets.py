@@ -13,6 +13,18 @@ import torch
 from torch import nn
 
 
+def conv_stem(c1: int, c2: int) -> list[nn.Module]:
+    """The seed CNN's feature layers on a 1x28x28 image: two (conv3x3, ReLU, maxpool 2), ending 5x5."""
+    return [
+        nn.Conv2d(1, c1, kernel_size=3),  # 28 -> 26
+        nn.ReLU(),
+        nn.MaxPool2d(2),  # -> 13
+        nn.Conv2d(c1, c2, kernel_size=3),  # -> 11
+        nn.ReLU(),
+        nn.MaxPool2d(2),  # -> 5
+    ]
+
+
 class MNISTCNN(nn.Module):
     """The seed's MNIST CNN (input 1x28x28, 10 classes), with widths as arguments.
 
@@ -24,14 +36,7 @@ class MNISTCNN(nn.Module):
 
     def __init__(self, c1: int = 4, c2: int = 8, hidden: int = 30) -> None:
         super().__init__()
-        self.features = nn.Sequential(
-            nn.Conv2d(1, c1, kernel_size=3),  # 28 -> 26
-            nn.ReLU(),
-            nn.MaxPool2d(2),  # -> 13
-            nn.Conv2d(c1, c2, kernel_size=3),  # -> 11
-            nn.ReLU(),
-            nn.MaxPool2d(2),  # -> 5
-        )
+        self.features = nn.Sequential(*conv_stem(c1, c2))
         head = [nn.Linear(c2 * 5 * 5, hidden), nn.ReLU(), nn.Linear(hidden, 10)] if hidden else [nn.Linear(c2 * 25, 10)]
         self.classifier = nn.Sequential(nn.Flatten(), *head)
 
@@ -51,16 +56,7 @@ class GAPCNN(nn.Module):
 
     def __init__(self, c1: int, c2: int, c3: int) -> None:
         super().__init__()
-        self.features = nn.Sequential(
-            nn.Conv2d(1, c1, kernel_size=3),  # 28 -> 26
-            nn.ReLU(),
-            nn.MaxPool2d(2),  # -> 13
-            nn.Conv2d(c1, c2, kernel_size=3),  # -> 11
-            nn.ReLU(),
-            nn.MaxPool2d(2),  # -> 5
-            nn.Conv2d(c2, c3, kernel_size=3),  # -> 3
-            nn.ReLU(),
-        )
+        self.features = nn.Sequential(*conv_stem(c1, c2), nn.Conv2d(c2, c3, kernel_size=3), nn.ReLU())  # 5 -> 3
         self.classifier = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(c3, 10))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
