@@ -24,8 +24,8 @@ from .ansatz import ENTANGLEMENTS
 from .backends.registry import GRADIENTS
 from .data import DATASETS
 from .mapping import ACTIVATIONS, FEATURES
-from .model import ANGLE_INITS, CENTERING, WEIGHT_SCALES
-from .stepper import SCHEDULES
+from .model import ANGLE_INITS, CENTERING, METHODS, WEIGHT_SCALES
+from .stepper import NONFINITE_POLICIES, SCHEDULES
 
 
 class ConfigError(ValueError):
@@ -47,7 +47,7 @@ class ModelConfig:
     method: str = option(
         "quantum_train",
         "quantum_train, or classical: train the target's own weights directly (the baseline)",
-        choices=("quantum_train", "classical"),
+        choices=METHODS,
     )
     target: str = option(
         "mnist_cnn",
@@ -195,7 +195,7 @@ class TrainConfig:
         "step (straight-through gradient); validation and test stay exact; sampled backends use their own --shots",
     )
     on_nonfinite: str = option(
-        "stop", "non-finite loss or gradient: stop the run, or skip the step", choices=("stop", "skip")
+        "stop", "non-finite loss or gradient: stop the run, or skip the step", choices=NONFINITE_POLICIES
     )
 
 

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from .config import Config
     from .gradients import GradientMethod
 
+METHODS = ("quantum_train", "classical")  # classical: the target's own weights (`DirectWeights`)
 CENTERING = ("tensor", "global", "none")
 
 

@@ -14,6 +14,7 @@ if TYPE_CHECKING:
 
 
 SCHEDULES = ("constant", "cosine")  # learning-rate schedules `Stepper` implements
+NONFINITE_POLICIES = ("stop", "skip")  # what the trainer does with a step whose loss or gradient is not finite
 
 
 class Stepper:
