@@ -8,6 +8,7 @@ about 2^N weights, one fresh process per N, so that each N's peak memory is its 
 from __future__ import annotations
 
 import copy
+import dataclasses
 import multiprocessing
 import resource
 import statistics
@@ -20,7 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .config import Config
+from .config import Config, backend_options
 from .model import build_backend, build_circuit, build_model, resolve_device
 from .stepper import Stepper
 from .targets import mlp_for_qubits
@@ -131,10 +132,10 @@ def time_evaluations(config: Config, repeats: int, run: str | None = None) -> di
 
 
 def _evaluation_header(config: Config, backend: Any, circuit: Any, repeats: int) -> dict[str, Any]:
+    """What was timed: the backend with the options it reads (noise, shots, sampling, ...), the circuit."""
     return {
         "backend": config.execution.backend,
-        "noise": config.execution.noise if config.execution.backend == "aer_noisy" else None,
-        "noisy_sampling": config.execution.noisy_sampling if config.execution.backend == "aer_noisy" else None,
+        **dataclasses.asdict(backend_options(config)),
         "shots": None if backend.exact else config.execution.shots,
         "num_qubits": circuit.num_qubits,
         "num_blocks": config.circuit.blocks,
