@@ -148,26 +148,32 @@ def _widths(name: str, prefix: str, last_min: int) -> tuple[int, int, int] | Non
     return (a, b, c) if a >= 1 and b >= 1 and c >= last_min else None
 
 
+def _maker(name: str) -> Callable[[], nn.Module] | None:
+    """What builds target ``name``: a reference network, or a family member of the widths it names."""
+    if name in TARGETS:
+        return TARGETS[name]
+    if (width := _mlp_width(name)) is not None:
+        return lambda: MNISTMLP(width)
+    if (widths := _widths(name, CNN_PREFIX, 0)) is not None:
+        return lambda: MNISTCNN(*widths)
+    if (widths := _widths(name, GAP_PREFIX, 1)) is not None:
+        return lambda: GAPCNN(*widths)
+    return None
+
+
 def check_target(name: str) -> None:
     """Raise ValueError, listing the known names, unless ``name`` is a target `build_target` makes."""
-    if name not in TARGETS and _mlp_width(name) is None and _widths(name, CNN_PREFIX, 0) is None:
-        if _widths(name, GAP_PREFIX, 1) is None:
-            raise ValueError(
-                f"unknown target {name!r}; available: {', '.join(sorted(TARGETS))}, mlp_<hidden>, "
-                "cnn_<c1>_<c2>_<hidden>, gap_<c1>_<c2>_<c3>"
-            )
+    if _maker(name) is None:
+        raise ValueError(
+            f"unknown target {name!r}; available: {', '.join(sorted(TARGETS))}, mlp_<hidden>, "
+            "cnn_<c1>_<c2>_<hidden>, gap_<c1>_<c2>_<c3>"
+        )
 
 
 def build_target(name: str) -> nn.Module:
     """A fresh target by name: a reference CNN or a member of a family (mlp_, cnn_, gap_)."""
     check_target(name)
-    if (width := _mlp_width(name)) is not None:
-        return MNISTMLP(width)
-    if (widths := _widths(name, CNN_PREFIX, 0)) is not None:
-        return MNISTCNN(*widths)
-    if (widths := _widths(name, GAP_PREFIX, 1)) is not None:
-        return GAPCNN(*widths)
-    return TARGETS[name]()
+    return _maker(name)()
 
 
 def cnn_weights(c1: int, c2: int, hidden: int) -> int:
