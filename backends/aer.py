@@ -276,6 +276,10 @@ class AerNoisyBackend(Backend):
         self._prepared: dict[int, Prepared] = {}
 
     def prepare(self, circuit: QuantumCircuit) -> NoisySimulation:
+        return self._ready(circuit).simulation
+
+    def _ready(self, circuit: QuantumCircuit) -> Prepared:
+        """``circuit`` prepared once (cached by identity): simulation, simulator, M3, density program."""
         cached = self._prepared.get(id(circuit))
         if cached is None or cached.circuit is not circuit:
             mitigator = None
@@ -293,7 +297,7 @@ class AerNoisyBackend(Backend):
                 circuit, simulation, simulation.simulator(self.device), mitigator, self._density(simulation)
             )
             self._prepared[id(circuit)] = cached
-        return cached.simulation
+        return cached
 
     def _density(self, simulation: NoisySimulation) -> DensityProgram | None:
         """The density-matrix program that `density` (or `auto`, where it fits) samples from."""
@@ -307,8 +311,7 @@ class AerNoisyBackend(Backend):
             raise BackendError(f"{self.name}: {exc}") from None
 
     def _probabilities(self, circuit: QuantumCircuit, values: np.ndarray) -> np.ndarray:
-        self.prepare(circuit)
-        prepared = self._prepared[id(circuit)]
+        prepared = self._ready(circuit)
         if prepared.density is None:
             frequencies = sample(prepared.simulation, prepared.simulator, values, self.shots, self.rng)
         else:  # the same multinomial distribution of counts as the trajectories, ~10x faster at 7 qubits
@@ -350,5 +353,4 @@ class AerDensityBackend(AerNoisyBackend):
         )
 
     def _probabilities(self, circuit: QuantumCircuit, values: np.ndarray) -> np.ndarray:
-        self.prepare(circuit)
-        return exact_distribution(self._prepared[id(circuit)].density, values)
+        return exact_distribution(self._ready(circuit).density, values)
