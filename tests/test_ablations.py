@@ -1,5 +1,7 @@
 """Each ablation of the quantum stage removes what its name says, and nothing else."""
 
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -121,6 +123,18 @@ def test_compare_refuses_a_budget_no_cnn_matches(tmp_path):
     argv = ["--compare", "--target", "cnn_1_2_1", "--blocks", "1", "--hidden", "1", "--out", str(tmp_path)]
     status, _, err = run_script_inprocess("train_grid.py", *argv)
     assert status == 2 and "no architecture within 10%" in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_compare_plans_the_shot_trained_hardware_config(tmp_path):
+    """Its classical baselines drop train_shots (no circuit to sample); the circuit variants keep it."""
+    from qtrain_qiskit.sweeps.grid import plan_runs
+
+    config = str(Path(__file__).parents[1] / "configs" / "mnist_hardware.yaml")
+    tasks = plan_runs(config, {}, {"seed": ["0"]}, tmp_path, compare=True)
+    shots = {Path(path).name: run["train"]["train_shots"] for path, run in tasks}
+    assert shots["mnist_hardware_trained_seed0"] == shots["mnist_hardware_frozen_seed0"] == 8192
+    classical = [Path(path).name for path, run in tasks if run["model"]["method"] == "classical"]
+    assert len(classical) == 3 and all(shots[name] is None for name in classical)
 
 
 def test_paired_statistics_match_a_hand_computed_example():

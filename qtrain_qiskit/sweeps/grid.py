@@ -57,7 +57,9 @@ def comparison_variants(config: Config) -> list[tuple[str, dict[str, str]]]:
     # the bits-only mapping starts from torch's default weights on its only input (see check_quantum_stage)
     bits_only = {"bit_init_scale": str(config.model.bit_init_scale or 1.0)}
     ablations = [(stage, {"quantum": stage, **(bits_only if stage == "none" else {})}) for stage in QUANTUM_STAGES]
-    baselines = [(target, {"method": "classical", "target": target}) for target in (*matched, config.model.target)]
+    # a classical baseline executes no circuit, so a QT run's shot-noise training has nothing to sample
+    classical = {"method": "classical", "train_shots": "none"}
+    baselines = [(target, {**classical, "target": target}) for target in (*matched, config.model.target)]
     return ablations + baselines
 
 
