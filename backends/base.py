@@ -55,6 +55,17 @@ class Backend(ABC):
     # The widest circuit it can run (memory, not devices: those are checked in `prepare`), and why.
     max_qubits: ClassVar[int | None] = None
     max_qubits_reason: ClassVar[str] = "runs circuits"
+    # The generator a sampling backend draws its shots from; a state_dict does not hold it, so
+    # checkpoints save it through `random_state` and a resumed run draws what an uninterrupted one would.
+    rng: np.random.Generator | None = None
+
+    def random_state(self) -> dict[str, Any] | None:
+        """The sampling generator's state (None for a backend that draws nothing)."""
+        return None if self.rng is None else self.rng.bit_generator.state
+
+    def set_random_state(self, state: dict[str, Any] | None) -> None:
+        if self.rng is not None and state is not None:
+            self.rng.bit_generator.state = state
 
     @classmethod
     def from_options(cls, options: BackendOptions, **context: Any) -> Backend:

@@ -9,6 +9,7 @@ whatever P is: the method for hardware budgets.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from typing import Any
 
 import numpy as np
 from qiskit import QuantumCircuit
@@ -38,6 +39,13 @@ class GradientMethod(ABC):
     def vjp(self, circuit: QuantumCircuit, backend: Backend, values: np.ndarray, grad: np.ndarray) -> np.ndarray:
         """g . dP/dtheta of shape (P,) for ``grad`` of shape (2^N,)."""
         return grad @ self.jacobian(circuit, backend, values)
+
+    def state_dict(self) -> dict[str, Any]:
+        """What a resumed run needs to continue this method's random sequence (none for exact rules)."""
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:  # noqa: B027 - stateless by default
+        """Continue from `state_dict`'s output."""
 
 
 class ParamShiftGradient(GradientMethod):
@@ -111,6 +119,13 @@ class SPSAGradient(GradientMethod):
 
     def circuits_per_step(self, num_params: int) -> int:
         return 2 * self.resamples
+
+    def state_dict(self) -> dict[str, Any]:
+        # the step sets the perturbation's decay, the generator the directions
+        return {"step": self.step, "rng": self.rng.bit_generator.state}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.step, self.rng.bit_generator.state = state["step"], state["rng"]
 
     def _differences(
         self, circuit: QuantumCircuit, backend: Backend, values: np.ndarray

@@ -133,3 +133,30 @@ def build_quantum_layer(
         return TorchQuantumLayer(circuit, backend, initial_weights)
     network = ProbabilityQNN(circuit, backend, gradient=gradient)
     return VJPTorchConnector(network, initial_weights=initial_weights.detach().cpu().numpy())
+
+
+def execution_state(layer: nn.Module) -> dict[str, Any]:
+    """The random state of a quantum layer's sampler and gradient estimator, for checkpoints.
+
+    A module's state_dict holds its angles, not the numpy generators that draw shots and SPSA
+    directions: without this a resumed shot-based or SPSA run would draw other shots and directions
+    than an uninterrupted one. Layers that execute nothing (ablations, the classical baseline) have none.
+    """
+    network = getattr(layer, "neural_network", layer)
+    backend, gradient = getattr(network, "backend", None), getattr(network, "gradient", None)
+    return {
+        "backend": backend.random_state() if backend is not None else None,
+        "gradient": gradient.state_dict() if gradient is not None else {},
+    }
+
+
+def load_execution_state(layer: nn.Module, state: dict[str, Any] | None) -> None:
+    """Continue `execution_state`'s output (None: a checkpoint written before it was saved)."""
+    if state is None:
+        return
+    network = getattr(layer, "neural_network", layer)
+    backend, gradient = getattr(network, "backend", None), getattr(network, "gradient", None)
+    if backend is not None:
+        backend.set_random_state(state["backend"])
+    if gradient is not None and state["gradient"]:
+        gradient.load_state_dict(state["gradient"])

@@ -27,6 +27,7 @@ from .distributed import Context, check_parallel
 from .evaluation import score
 from .model import QuantumTrain, build_model, resolve_device
 from .progress import EpochTally, compression_table, plot_curves
+from .qnn import execution_state, load_execution_state
 from .rundir import (
     BEST_CHECKPOINT,
     CONFIG_FILE,
@@ -85,6 +86,7 @@ class Session:
                 "tally": dataclasses.asdict(self.tally),
                 "best_val_accuracy": self.best_val,
                 "rng": {"epoch_start": epoch_start, "torch": torch.get_rng_state()},
+                "execution": execution_state(self.model.quantum),
                 "config": self.config.to_dict(),
             },
         )
@@ -148,6 +150,7 @@ def restore(s: Session, resume: bool) -> None:
             s.stepper.scheduler.load_state_dict(state["scheduler"])
         s.shuffle.set_state(state["rng"]["epoch_start"])
         torch.set_rng_state(state["rng"]["torch"])
+        load_execution_state(s.model.quantum, state.get("execution"))
         s.done_epochs, s.best_val, s.tally = state["epoch"], state["best_val_accuracy"], EpochTally(**state["tally"])
         s.records = [r for r in run.read_metrics() if r["epoch"] <= s.done_epochs]
         run.write_metrics(s.records)  # drop lines of an epoch that never reached its checkpoint

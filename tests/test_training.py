@@ -121,6 +121,22 @@ def test_resume_continues_to_the_same_result(mnist_root, tmp_path):
         assert [r[key] for r in a] == [r[key] for r in b], key
 
 
+def test_a_resumed_shot_based_spsa_run_draws_what_an_uninterrupted_one_would(mnist_root, tmp_path):
+    """The sampler's generator and SPSA's step and directions are checkpointed beside the model."""
+    common = [
+        *("--backend", "aer_shots", "--shots", "256", "--grad", "spsa", "--target", "cnn_1_2_1", "--blocks", "2"),
+        *("--data-dir", str(mnist_root), "--train-subset", "256", "--batch-size", "32", "--lr", "0.01"),
+    ]
+    straight, split = tmp_path / "straight", tmp_path / "split"
+    assert run_script_inprocess("train.py", *common, "--epochs", "2", "--run-dir", str(straight))[0] == 0
+    assert run_script_inprocess("train.py", *common, "--epochs", "1", "--run-dir", str(split))[0] == 0
+    status, _, err = run_script_inprocess("train.py", "--resume", str(split), "--epochs", "2")
+    assert status == 0, err
+    a, b = metrics(straight), metrics(split)
+    for key in ("train_loss", "grad_norm_quantum", "val_loss"):
+        assert [r[key] for r in a] == [r[key] for r in b], key
+
+
 def test_existing_run_dir_is_refused(trained, mnist_root):
     run_dir, _ = trained
     before = (run_dir / METRICS_FILE).read_text()
