@@ -135,11 +135,20 @@ class IBMRuntimeBackend(Backend):
             isa = to_isa(circuit, self.device(circuit.num_qubits), seed=self.seed)
             cached = (circuit, isa, _circuit_digest(circuit))
             self._isa[id(circuit)] = cached
-            if self.mitigation == "mthree":  # calibration jobs run now, before the run's first circuit
-                self._sampler()  # opens the batch or session that the calibration jobs share with the run
-                mode = None if self.local or self.mode_name == "job" else self._mode
-                self._mitigators[id(circuit)] = ReadoutMitigator(self.device(), isa, self.shots, runtime_mode=mode)
         return cached[1]
+
+    def _mitigator(self, circuit: QuantumCircuit, isa: QuantumCircuit) -> ReadoutMitigator | None:
+        """M3 for this circuit's measured qubits, calibrated on its first execution: after the run's
+        budget guard (not at preparation), in the batch or session the run's own jobs share."""
+        if self.mitigation != "mthree":
+            return None
+        if id(circuit) not in self._mitigators:
+            self._sampler()  # opens the batch or session that the calibration jobs share with the run
+            mode = None if self.local or self.mode_name == "job" else self._mode
+            self._mitigators[id(circuit)] = ReadoutMitigator(
+                self.device(), isa, self.shots, runtime_mode=mode, ledger=self.ledger
+            )
+        return self._mitigators[id(circuit)]
 
     def _sampler(self) -> Any:
         from qiskit_ibm_runtime import Batch, Session
@@ -160,9 +169,9 @@ class IBMRuntimeBackend(Backend):
     # --- execution
     def _probabilities(self, circuit: QuantumCircuit, values: np.ndarray) -> np.ndarray:
         isa = self.prepare(circuit)
+        mitigator = self._mitigator(circuit, isa)
         chunks = np.array_split(values, max(1, -(-len(values) // self.max_circuits_per_job)))
         frequencies = np.concatenate([self._run_with_retries(circuit, isa, chunk) for chunk in chunks])
-        mitigator = self._mitigators.get(id(circuit))
         return frequencies if mitigator is None else mitigator.correct(frequencies, self.shots)
 
     def _request_key(self, circuit: QuantumCircuit, values: np.ndarray) -> str:

@@ -44,12 +44,40 @@ class MitigationOptions(BackendOptions):
     )
 
 
+def calibration_method(device_name: str) -> str:
+    """The calibration M3 picks by default: ``independent`` for a simulator, which it takes every
+    ``fake`` device for, ``balanced`` for a real device (mthree's rule, restated to estimate a run's
+    cost before any device is contacted)."""
+    return "independent" if "fake" in device_name else "balanced"
+
+
+def calibration_shots(method: str, num_qubits: int, shots: int) -> int:
+    """Shots M3 spends calibrating ``num_qubits`` measured qubits at ``shots`` (its own rules).
+
+    ``independent``: both basis states on every qubit, 2 n circuits of ``shots``; ``balanced``: one
+    circuit per row of a Hadamard design of length L, 2 ``shots`` / L shots each (rounded up), so
+    about 2 ``shots`` in all whatever n.
+    """
+    if method == "independent":
+        return 2 * num_qubits * shots
+    from mthree.generators import HadamardGenerator
+
+    length = HadamardGenerator(num_qubits).length
+    return -(-2 * shots // length) * length
+
+
 class ReadoutMitigator:
-    """M3 calibrated once for the measured qubits of one ISA circuit; `correct` maps frequencies."""
+    """M3 calibrated once for the measured qubits of one ISA circuit; `correct` maps frequencies.
+
+    A ``ledger`` gets one line per calibration (its jobs, method and shots), so a paid run's record
+    of what it spent includes the calibration.
+    """
 
     _calibrations: ClassVar[dict[tuple, Any]] = {}  # (device, qubits, shots) -> M3Mitigation, per process
 
-    def __init__(self, device: Any, isa: QuantumCircuit, shots: int, *, runtime_mode: Any = None) -> None:
+    def __init__(
+        self, device: Any, isa: QuantumCircuit, shots: int, *, runtime_mode: Any = None, ledger: Any = None
+    ) -> None:
         import mthree
 
         self.qubits = mthree.utils.final_measurement_mapping(isa)  # physical qubit -> clbit
@@ -57,9 +85,13 @@ class ReadoutMitigator:
         key = (device.name, tuple(sorted(self.qubits.items())), shots)
         if key not in self._calibrations:
             mitigation = mthree.M3Mitigation(device)
-            mitigation.cals_from_system(
+            jobs = mitigation.cals_from_system(
                 qubits=list(self.qubits), shots=shots, async_cal=False, runtime_mode=runtime_mode
             )
+            if ledger is not None:
+                spent = calibration_shots(mitigation.cal_method, len(self.qubits), shots)
+                info = {"purpose": "mthree calibration", "method": mitigation.cal_method, "shots": spent}
+                ledger.record(f"mthree:{key}", ",".join(job.job_id() for job in jobs), info)
             self._calibrations[key] = mitigation
         self.mitigation = self._calibrations[key]
 

@@ -13,6 +13,7 @@ class ShotBudget:
     shots_per_circuit: int
     steps: int
     evaluations: int  # one circuit per validation pass and for the final test
+    calibration_shots: int = 0  # readout-mitigation calibration, once per (re)started process
 
     @property
     def total_circuits(self) -> int:
@@ -20,19 +21,28 @@ class ShotBudget:
 
     @property
     def total_shots(self) -> int:
-        return self.total_circuits * self.shots_per_circuit
+        return self.total_circuits * self.shots_per_circuit + self.calibration_shots
 
     def describe(self) -> str:
+        calibration = self.calibration_shots
         return (
             f"cost: {self.circuits_per_step} circuits and {self.circuits_per_step * self.shots_per_circuit:,} shots "
             f"per step; {self.steps:,} steps + {self.evaluations} evaluations = {self.total_circuits:,} circuits, "
-            f"{self.total_shots:,} shots"
+            f"{self.total_circuits * self.shots_per_circuit:,} shots"
+            + (f" + {calibration:,} M3 calibration shots = {self.total_shots:,} shots in all" if calibration else "")
         )
 
 
-def estimate(config: Config, steps_per_epoch: int, num_angles: int, done_steps: int = 0) -> ShotBudget | None:
-    """The remaining run's circuits and shots; None on exact backends (no shots)."""
+def estimate(
+    config: Config, steps_per_epoch: int, num_angles: int, done_steps: int = 0, *, measured_qubits: int = 0
+) -> ShotBudget | None:
+    """The remaining run's circuits and shots; None on exact backends (no shots).
+
+    With ``--mitigation mthree`` the ``measured_qubits`` are calibrated once by this process, by
+    the method M3 will choose for the device.
+    """
     from . import backends
+    from .backends.mitigation import calibration_method, calibration_shots
     from .model import build_gradient
 
     if backends.backend_class(config.execution.backend).exact:
@@ -44,7 +54,11 @@ def estimate(config: Config, steps_per_epoch: int, num_angles: int, done_steps: 
         total_steps = min(total_steps, config.train.max_steps)
     steps = max(total_steps - done_steps, 0)
     epochs_left = -(-steps // steps_per_epoch)
-    return ShotBudget(per_step, config.execution.shots, steps, epochs_left + 1)
+    calibration = 0
+    if getattr(config.execution, "mitigation", "none") == "mthree":
+        device = getattr(config.execution, "ibm_backend", None) or getattr(config.execution, "noise", None) or ""
+        calibration = calibration_shots(calibration_method(device), measured_qubits, config.execution.shots)
+    return ShotBudget(per_step, config.execution.shots, steps, epochs_left + 1, calibration)
 
 
 def check(budget: ShotBudget | None, config: Config) -> None:

@@ -157,7 +157,8 @@ def restore(s: Session, resume: bool) -> None:
         log(f"resuming {run.path} after epoch {s.done_epochs}, step {s.tally.steps}")
     s.global_step = s.done_epochs * s.steps_per_epoch + s.tally.steps
     counts = s.model.parameter_counts()
-    budget = estimate(config, s.steps_per_epoch, counts["quantum_params"], s.global_step)
+    qubits = s.model.mapping.num_qubits
+    budget = estimate(config, s.steps_per_epoch, counts["quantum_params"], s.global_step, measured_qubits=qubits)
     check(budget, config)  # before anything is written or executed
     if s.context.is_main and not resume:
         run.write_text(CONFIG_FILE, to_yaml(config))

@@ -28,3 +28,20 @@ def test_circuits_per_step(overrides, per_step):
 
 def test_exact_backends_cost_no_shots():
     assert estimate(validate(apply(Config(), {"backend": "torch_statevector"}, "test")), 10, 56) is None
+
+
+@pytest.mark.parametrize(("device", "calibration"), [("fake_torino", 2 * 7 * 8192), ("ibm_torino", 2 * 8192)])
+def test_mthree_calibration_is_part_of_the_cost(device, calibration):
+    """Fake devices calibrate every qubit separately (2 n circuits), real ones by M3's balanced design (2 shots)."""
+    values = {
+        **SAMPLED,
+        "backend": "ibm_runtime",
+        "ibm_backend": device,
+        "mitigation": "mthree",
+        "max_steps": 10,
+        "grad": "spsa",
+    }
+    budget = estimate(validate(apply(Config(), values, "test")), 750, 56, measured_qubits=7)
+    assert budget.calibration_shots == calibration
+    assert budget.total_shots == (10 * 3 + 2) * 8192 + calibration
+    assert f"+ {calibration:,} M3 calibration shots" in budget.describe()

@@ -1,5 +1,7 @@
 """Readout mitigation (`--mitigation mthree`) on sampled device backends."""
 
+import json
+
 import numpy as np
 import pytest
 
@@ -53,3 +55,36 @@ def test_mitigation_on_an_exact_backend_exits_2_and_writes_nothing(tmp_path):
     )
     assert status == 2 and err.count("\n") == 1 and "mitigation: mthree" in err
     assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.parametrize("method", ["independent", "balanced"])
+def test_calibration_cost_matches_the_jobs_mthree_runs(method):
+    """The estimate's calibration shots against the shots of the jobs M3 really submits."""
+    import mthree
+    from qiskit_ibm_runtime.fake_provider import FakeGuadalupeV2
+    from qtrain_qiskit.backends.mitigation import calibration_method, calibration_shots
+
+    mitigation = mthree.M3Mitigation(FakeGuadalupeV2())
+    jobs = mitigation.cals_from_system(qubits=[0, 1, 2, 3, 4], shots=1000, method=method, async_cal=False)
+    submitted = sum(result.shots for job in jobs for result in job.result().results)
+    assert calibration_shots(method, 5, 1000) == submitted
+    mitigation = mthree.M3Mitigation(FakeGuadalupeV2())
+    mitigation.cals_from_system(qubits=[0, 1], shots=100, async_cal=False)  # M3's own default method
+    assert calibration_method("fake_guadalupe") == mitigation.cal_method == "independent"
+    assert calibration_method("ibm_torino") == "balanced"
+
+
+def test_hardware_calibration_runs_at_first_execution_and_is_in_the_ledger(tmp_path):
+    from qtrain_qiskit.rundir import JobLedgerFile
+
+    ledger = JobLedgerFile(tmp_path / "jobs.jsonl")
+    backend = backends.get_backend(
+        "ibm_runtime", ibm_backend=DEVICE, shots=512, seed=2, mitigation="mthree", job_ledger=ledger
+    )
+    circuit = build_ansatz(3, 1)
+    backend.prepare(circuit)
+    assert not (tmp_path / "jobs.jsonl").exists()  # preparing spends nothing: the budget guard comes first
+    backend.probabilities(circuit, np.zeros((1, circuit.num_parameters)))
+    entries = [json.loads(line) for line in (tmp_path / "jobs.jsonl").read_text().splitlines()]
+    assert [e.get("purpose") for e in entries] == ["mthree calibration", None]
+    assert entries[0]["shots"] == 2 * 3 * 512 and entries[0]["method"] == "independent" and entries[0]["job_id"]
