@@ -48,10 +48,12 @@ def records(run_dir):
     return [json.loads(line) for line in (run_dir / METRICS_FILE).read_text().splitlines()]
 
 
-@pytest.fixture(scope="module")
-def one_and_two_ranks(tmp_path_factory):
+@pytest.fixture(scope="module", params=[[], ["--train-shots", "256"]], ids=["exact", "train_shots"])
+def one_and_two_ranks(request, tmp_path_factory):
+    """One process and two ranks, on exact P and under shot-noise training: every rank draws the
+    same shots from the run's seeded generator, so the ranks' generated weights agree."""
     root = tmp_path_factory.mktemp("ddp")
-    data = ["--data-dir", str(make_fake_mnist(root / "data", n_train=1200, n_test=300))]
+    data = ["--data-dir", str(make_fake_mnist(root / "data", n_train=1200, n_test=300)), *request.param]
     status, _, err = run_script_inprocess("train.py", *RUN, *data, "--run-dir", str(root / "one"))
     assert status == 0, err
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
