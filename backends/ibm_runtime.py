@@ -145,9 +145,15 @@ class IBMRuntimeBackend(Backend):
         if id(circuit) not in self._mitigators:
             self._sampler()  # opens the batch or session that the calibration jobs share with the run
             mode = None if self.local or self.mode_name == "job" else self._mode
-            self._mitigators[id(circuit)] = ReadoutMitigator(
-                self.device(), isa, self.shots, runtime_mode=mode, ledger=self.ledger
-            )
+            try:
+                self._mitigators[id(circuit)] = ReadoutMitigator(
+                    self.device(), isa, self.shots, runtime_mode=mode, ledger=self.ledger
+                )
+            except Exception as exc:  # a failed calibration job: one line, nothing of the run spent yet
+                raise BackendError(
+                    f"M3 calibration on {self.device().name} failed: {type(exc).__name__}: "
+                    f"{str(exc).splitlines()[0] if str(exc) else ''}"
+                ) from None
         return self._mitigators[id(circuit)]
 
     def _sampler(self) -> Any:

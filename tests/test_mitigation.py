@@ -88,3 +88,19 @@ def test_hardware_calibration_runs_at_first_execution_and_is_in_the_ledger(tmp_p
     entries = [json.loads(line) for line in (tmp_path / "jobs.jsonl").read_text().splitlines()]
     assert [e.get("purpose") for e in entries] == ["mthree calibration", None]
     assert entries[0]["shots"] == 2 * 3 * 512 and entries[0]["method"] == "independent" and entries[0]["job_id"]
+
+
+def test_a_failed_calibration_is_one_backend_error(monkeypatch):
+    import mthree
+
+    def refuse(*args, **kwargs):
+        raise RuntimeError("calibration job cancelled\nsecond line")
+
+    monkeypatch.setattr(mthree.M3Mitigation, "cals_from_system", refuse)
+    backend = backends.get_backend("ibm_runtime", ibm_backend=DEVICE, shots=256, seed=3, mitigation="mthree")
+    circuit = build_ansatz(2, 1)
+    with pytest.raises(
+        backends.BackendError,
+        match=r"^M3 calibration on fake_guadalupe failed: RuntimeError: calibration job cancelled$",
+    ):
+        backend.probabilities(circuit, np.zeros((1, circuit.num_parameters)))
