@@ -151,3 +151,34 @@ def test_paired_statistics_match_a_hand_computed_example():
     assert wilcoxon_p(diffs) is None  # fewer than 5 seeds
     # all five differences positive: the exact two-sided p is 2 / 2^5 = 0.0625
     assert wilcoxon_p([0.01, 0.02, 0.03, 0.04, 0.05]) == pytest.approx(0.0625)
+
+
+def test_several_comparisons_plot_each_variant_at_its_budget():
+    from qtrain_qiskit.comparison import family_points
+    from qtrain_qiskit.report import Group, RunResult
+
+    def run(group, name, trainable, accuracy, seed, method="quantum_train", target="mnist_cnn", quantum="trained"):
+        counts = dict(quantum_params=0, mapping_params=0, target_params=6676, num_qubits=13, num_blocks=8)
+        return RunResult(
+            f"r/{name}{seed}", name, method, seed, accuracy, accuracy, trainable, **counts, hidden="20", epochs=1,
+            train_seconds=1.0, target=target, quantum=quantum, group=group,
+        )  # fmt: skip
+
+    def variants(group, budget, accuracy):
+        rows = [
+            ("trained", budget, accuracy, {}),
+            ("frozen", budget - 104, accuracy - 0.02, {"quantum": "frozen"}),
+            ("cnn", budget - 12, 0.5, {"method": "classical", "target": "cnn_8_1_0"}),
+            ("gap", budget + 8, 0.9, {"method": "classical", "target": "gap_4_4_5"}),
+        ]
+        return [
+            Group(f"{group}_{name}", [run(group, f"{group}_{name}", n, a + seed / 100, seed, **kw) for seed in (0, 1)])
+            for name, n, a, kw in rows
+        ]
+
+    one = family_points(variants("small", 425, 0.95))
+    assert [x for x, *_ in one["frozen"]] == [321]  # one comparison: each at its own count
+    both = family_points(variants("small", 425, 0.95) + variants("large", 737, 0.97))
+    assert [x for x, *_ in both["trained"]] == [x for x, *_ in both["frozen"]] == [425, 737]  # at the budget
+    assert [round(m, 2) for _, m, _, _ in both["trained"]] == [95.5, 97.5]  # mean of seeds 0, 1 in percent
+    assert set(both) == {"trained", "frozen", "equal-budget CNN (cnn_*)", "equal-budget CNN (gap_*)"}
