@@ -14,6 +14,11 @@ class ShotBudget:
     steps: int
     evaluations: int  # one circuit per validation pass and for the final test
     calibration_shots: int = 0  # readout-mitigation calibration, once per (re)started process
+    jobs_per_step: int = 1  # the forward, and the gradient's circuits as one more (ibm_runtime: a job each)
+
+    @property
+    def total_jobs(self) -> int:
+        return self.steps * self.jobs_per_step + self.evaluations + (1 if self.calibration_shots else 0)
 
     @property
     def total_circuits(self) -> int:
@@ -27,8 +32,8 @@ class ShotBudget:
         calibration = self.calibration_shots
         return (
             f"cost: {self.circuits_per_step} circuits and {self.circuits_per_step * self.shots_per_circuit:,} shots "
-            f"per step; {self.steps:,} steps + {self.evaluations} evaluations = {self.total_circuits:,} circuits, "
-            f"{self.total_circuits * self.shots_per_circuit:,} shots"
+            f"per step; {self.steps:,} steps + {self.evaluations} evaluations = {self.total_circuits:,} circuits "
+            f"in {self.total_jobs:,} jobs, {self.total_circuits * self.shots_per_circuit:,} shots"
             + (f" + {calibration:,} M3 calibration shots = {self.total_shots:,} shots in all" if calibration else "")
         )
 
@@ -48,7 +53,7 @@ def estimate(
     if backends.backend_class(config.execution.backend).exact:
         return None
     # A frozen circuit (no trainable angles, e.g. fine-tuning only the mapping) runs its forward alone.
-    per_step = 1 + (build_gradient(config).circuits_per_step(num_angles) if num_angles else 0)
+    gradient_circuits = build_gradient(config).circuits_per_step(num_angles) if num_angles else 0
     total_steps = config.train.epochs * steps_per_epoch
     if config.train.max_steps is not None:
         total_steps = min(total_steps, config.train.max_steps)
@@ -58,7 +63,8 @@ def estimate(
     if getattr(config.execution, "mitigation", "none") == "mthree":
         device = getattr(config.execution, "ibm_backend", None) or getattr(config.execution, "noise", None) or ""
         calibration = calibration_shots(calibration_method(device), measured_qubits, config.execution.shots)
-    return ShotBudget(per_step, config.execution.shots, steps, epochs_left + 1, calibration)
+    jobs_per_step = 1 + (gradient_circuits > 0)
+    return ShotBudget(1 + gradient_circuits, config.execution.shots, steps, epochs_left + 1, calibration, jobs_per_step)
 
 
 def check(budget: ShotBudget | None, config: Config) -> None:

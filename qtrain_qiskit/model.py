@@ -183,10 +183,15 @@ class QuantumTrain(nn.Module):
         }
 
     @torch.no_grad()
-    def export(self) -> nn.Module:
-        """A plain copy of the target carrying the generated weights: no quantum code needed."""
+    def export(self, probs: torch.Tensor | None = None) -> nn.Module:
+        """A plain copy of the target carrying the generated weights: no quantum code needed.
+
+        ``probs``: the distribution the weights come from, e.g. the one just scored on a device, so
+        the exported model is the tested one (another execution would be another sample, and paid).
+        """
         model = copy.deepcopy(self.target)
-        for name, value in self.weight_views(self.weights_from_probabilities(self.quantum())).items():
+        theta = self.weights_from_probabilities(self.quantum() if probs is None else probs)
+        for name, value in self.weight_views(theta).items():
             model.get_parameter(name).copy_(value)
         return model.requires_grad_(True)
 

@@ -243,8 +243,10 @@ def finish(s: Session) -> dict[str, Any]:
     config, run, records = s.config, s.run, s.records
     s.model.load_state_dict(run.load_checkpoint(BEST_CHECKPOINT)["model"])
     alone = Context(device=s.context.device)  # rank 0 tests the whole split
-    test_loss, test_acc = score(s.model, s.test_data, config.train.eval_batch_size, context=alone)
-    run.save_torch(EXPORT_FILE, {k: v.cpu() for k, v in s.model.export().state_dict().items()})
+    with torch.no_grad():
+        probs = s.model.quantum()  # one execution: the tested and the exported weights come from it
+    test_loss, test_acc = score(s.model, s.test_data, config.train.eval_batch_size, probs=probs, context=alone)
+    run.save_torch(EXPORT_FILE, {k: v.cpu() for k, v in s.model.export(probs).state_dict().items()})
     summary = {
         "test_accuracy": test_acc,
         "test_loss": test_loss,

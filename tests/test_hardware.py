@@ -13,6 +13,7 @@ from qtrain_qiskit.backends.devices import fake_device, fake_device_names, to_is
 
 from qtrain_qiskit import backends
 from qtrain_qiskit.ansatz import build_ansatz
+from qtrain_qiskit.evaluation import evaluate_exported
 from qtrain_qiskit.rundir import JobLedgerFile
 
 from .conftest import run_script_inprocess
@@ -231,11 +232,17 @@ def test_hardware_trial_trains_k_steps_records_jobs_and_writes_no_secret(mnist_r
         str(run_dir),
     )
     assert status == 0, err
-    assert "cost: 3 circuits and 768 shots per step; 2 steps + 2 evaluations = 8 circuits, 2,048 shots" in out
+    assert "cost: 3 circuits and 768 shots per step; 2 steps + 2 evaluations = 8 circuits in 6 jobs, 2,048 shots" in out
     jobs = [json.loads(line) for line in (run_dir / "jobs.jsonl").read_text().splitlines()]
     assert [job["step"] for job in jobs[:4]] == [1, 1, 2, 2]  # forward + SPSA pair per step
+    assert len(jobs) == 6  # as estimated: + one validation and one test (the export reuses the test's sample)
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["gradient"] == "spsa" and summary["backend"] == "ibm_runtime"
+    # the exported classical model is the tested one: its weights come from the test's own sample
+    exported = evaluate_exported(
+        run_dir / "classical_model.pt", target="mnist_cnn", dataset="mnist", data_dir=str(mnist_root)
+    )
+    assert exported["test_accuracy"] == summary["test_accuracy"]
     for path in run_dir.rglob("*"):
         if path.is_file():
             data = path.read_bytes()

@@ -59,14 +59,14 @@ def test_fine_tuning_rehearsal_on_a_fake_device_prints_cost_guards_budget_record
     run_dir = tmp_path / "trial"
     status, out, err = run_script_inprocess("train.py", *trial, "--max-steps", "1", "--run-dir", str(run_dir))
     assert status == 0, err
-    assert "cost: 3 circuits and 1,536 shots per step; 1 steps + 2 evaluations = 5 circuits, 2,560 shots" in out
+    assert "cost: 3 circuits and 1,536 shots per step; 1 steps + 2 evaluations = 5 circuits in 4 jobs" in out
     assert f"initialized from {origin}" in out
     status, out, err = run_script_inprocess("train.py", "--resume", str(run_dir), "--max-steps", "2", "--epochs", "2")
     assert status == 0, err
     assert "resuming" in out
     jobs = [json.loads(line) for line in (run_dir / "jobs.jsonl").read_text().splitlines()]
-    # per leg: the step's forward and SPSA pair, then the validation and test evaluations
-    assert [job["step"] for job in jobs] == [1] * 5 + [2] * 5
+    # per leg, as estimated: the step's forward and SPSA pair, then the validation and test evaluations
+    assert [job["step"] for job in jobs] == [1] * 4 + [2] * 4
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["backend"] == "ibm_runtime" and summary["num_qubits"] == 7
 
@@ -83,7 +83,7 @@ def test_device_in_the_loop_fine_tunes_the_mapping_alone_on_sampled_device_noise
         "--data-dir", str(mnist_root), *DATA, "--run-dir", str(run_dir),
     )  # fmt: skip
     assert status == 0, err
-    assert "cost: 1 circuits and 512 shots per step; 3 steps + 2 evaluations = 5 circuits, 2,560 shots" in out
+    assert "cost: 1 circuits and 512 shots per step; 3 steps + 2 evaluations = 5 circuits in 5 jobs, 2,560 shots" in out
     before = torch.load(hardware_run / "checkpoint_best.pt", weights_only=True)["model"]
     after = torch.load(run_dir / "checkpoint_last.pt", weights_only=True)["model"]
     angles = [key for key in before if key.startswith("quantum.")]
