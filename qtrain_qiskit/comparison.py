@@ -30,9 +30,15 @@ EXACT_BOOTSTRAP_LIMIT = 50_000  # enumerate all n^n resamples up to this many, e
 
 
 def variant(run: RunResult, reference_target: str) -> str:
-    """The run's role in its group: a quantum stage, or the equal-budget / full classical CNN."""
+    """The run's role in its group: a quantum stage, or the equal-budget / full classical CNN.
+
+    A quantum run is named by what its name adds to the group's (``--compare`` names runs
+    ``<group>_<stage>``), so a run added to a comparison by hand, e.g. ``<group>_none_seedstart``
+    with another start, gets a row of its own.
+    """
     if run.method != "classical":
-        return run.quantum
+        prefix = f"{run.group}_"
+        return run.name.removeprefix(prefix) if run.group and run.name.startswith(prefix) else run.quantum
     return f"full CNN ({run.target})" if run.target == reference_target else f"equal-budget CNN ({run.target})"
 
 

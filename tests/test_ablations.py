@@ -168,6 +168,7 @@ def test_several_comparisons_plot_each_variant_at_its_budget():
         rows = [
             ("trained", budget, accuracy, {}),
             ("frozen", budget - 104, accuracy - 0.02, {"quantum": "frozen"}),
+            ("none_seedstart", budget - 124, accuracy - 0.03, {"quantum": "none"}),  # added by hand: own row
             ("cnn", budget - 12, 0.5, {"method": "classical", "target": "cnn_8_1_0"}),
             ("gap", budget + 8, 0.9, {"method": "classical", "target": "gap_4_4_5"}),
         ]
@@ -181,4 +182,4 @@ def test_several_comparisons_plot_each_variant_at_its_budget():
     both = family_points(variants("small", 425, 0.95) + variants("large", 737, 0.97))
     assert [x for x, *_ in both["trained"]] == [x for x, *_ in both["frozen"]] == [425, 737]  # at the budget
     assert [round(m, 2) for _, m, _, _ in both["trained"]] == [95.5, 97.5]  # mean of seeds 0, 1 in percent
-    assert set(both) == {"trained", "frozen", "equal-budget CNN (cnn_*)", "equal-budget CNN (gap_*)"}
+    assert set(both) == {"trained", "frozen", "none_seedstart", "equal-budget CNN (cnn_*)", "equal-budget CNN (gap_*)"}
