@@ -135,6 +135,12 @@ def build_quantum_layer(
     return VJPTorchConnector(network, initial_weights=initial_weights.detach().cpu().numpy())
 
 
+def _executors(layer: nn.Module) -> tuple[Backend | None, GradientMethod | None]:
+    """The backend and gradient method behind a quantum layer (None where it has none)."""
+    network = getattr(layer, "neural_network", layer)
+    return getattr(network, "backend", None), getattr(network, "gradient", None)
+
+
 def execution_state(layer: nn.Module) -> dict[str, Any]:
     """The random state of a quantum layer's sampler and gradient estimator, for checkpoints.
 
@@ -142,8 +148,7 @@ def execution_state(layer: nn.Module) -> dict[str, Any]:
     directions: without this a resumed shot-based or SPSA run would draw other shots and directions
     than an uninterrupted one. Layers that execute nothing (ablations, the classical baseline) have none.
     """
-    network = getattr(layer, "neural_network", layer)
-    backend, gradient = getattr(network, "backend", None), getattr(network, "gradient", None)
+    backend, gradient = _executors(layer)
     return {
         "backend": backend.random_state() if backend is not None else None,
         "gradient": gradient.state_dict() if gradient is not None else {},
@@ -154,8 +159,7 @@ def load_execution_state(layer: nn.Module, state: dict[str, Any] | None) -> None
     """Continue `execution_state`'s output (None: a checkpoint written before it was saved)."""
     if state is None:
         return
-    network = getattr(layer, "neural_network", layer)
-    backend, gradient = getattr(network, "backend", None), getattr(network, "gradient", None)
+    backend, gradient = _executors(layer)
     if backend is not None:
         backend.set_random_state(state["backend"])
     if gradient is not None and state["gradient"]:
