@@ -66,6 +66,11 @@ class ModelConfig:
         1, "k: target weights generated per basis state (the mapping's outputs); qubits default to ceil(log2 ceil(M/k))"
     )
     hidden: list[int] = option([20], "hidden layer sizes of the mapping MLP, e.g. 20 or 32,32")
+    head_bits: int = option(
+        0,
+        "b: the low b bits of a basis state's index pick one of 2^b groups of the mapping's k outputs instead "
+        "of being its inputs (each group gets its own last-layer weights; 4 lets k = 1 learn from the first steps)",
+    )
     activation: str = option("relu", "mapping MLP activation", choices=tuple(ACTIVATIONS))
     feature_alpha: float = option(1.0, "scaled feature exponent alpha")
     feature_beta: float = option(1.0, "scaled feature multiplier beta")
@@ -461,6 +466,8 @@ def check_size(config: Config) -> None:
         )
     backend = backends.backend_class(config.execution.backend)
     qubits = config.circuit.qubits or qubits_for(weights, per_state)
+    if not 0 <= config.model.head_bits <= qubits:
+        raise ConfigError(f"head_bits: {config.model.head_bits} is not between 0 and the model's {qubits} qubits")
     if backend.max_qubits is not None and qubits > backend.max_qubits:
         raise ConfigError(
             f"backend: {backend.name} {backend.max_qubits_reason} of at most {backend.max_qubits} qubits; this model "

@@ -67,6 +67,14 @@ class MappingModel(nn.Module):
     ``probability_input=False`` is the ablation with no quantum input: the MLP sees the bits alone
     (N inputs instead of N + 1) and ignores any P it is given.
 
+    ``head_bits`` b: the low b bits of a state's index pick one of 2^b groups of k output units
+    instead of being inputs (the MLP sees N - b bits and has k 2^b outputs). Each weight still reads
+    its own state's probability, but the weights of different groups get their own last-layer
+    directions. At k = 1 every weight is otherwise the MLP's one output unit, so all 6,676 weights
+    share the last layer's ~20 directions: the generator's Jacobian is badly conditioned and
+    training sits near chance for hundreds of steps (docs/start.md). With b = 4 the 13-qubit
+    reference circuit keeps one outcome per weight and the quick budget leaves chance at every seed.
+
     ``chunk`` (a power of two; None or 0: no chunking) bounds the rows the MLP sees at once.
     Each chunk runs under `torch.utils.checkpoint`, so backward recomputes one chunk's
     activations at a time: peak memory is a few vectors of M plus one chunk's activations,
@@ -101,11 +109,15 @@ class MappingModel(nn.Module):
         chunk: int | None = None,
         bit_init_scale: float = 1.0,
         probability_input: bool = True,
+        head_bits: int = 0,
     ) -> None:
         super().__init__()
         self.probability_input = probability_input
         if chunk and chunk & (chunk - 1):
             raise ValueError(f"chunk must be a power of two, got {chunk}")
+        if not 0 <= head_bits <= num_qubits:
+            raise ValueError(f"head_bits must be between 0 and the {num_qubits} qubits, got {head_bits}")
+        self.head_bits = head_bits
         self.num_qubits, self.num_weights, self.features = num_qubits, num_weights, features
         self.weights_per_state = weights_per_state
         self.num_rows = states_for(num_weights, weights_per_state)
@@ -115,14 +127,14 @@ class MappingModel(nn.Module):
         self.chunk = 2**self.low_qubits
         low_rows = min(self.num_rows, self.chunk)
         self.register_buffer("low_bits", basis_bits(low_rows, self.low_qubits, signed=self.signed), persistent=False)
-        sizes = [num_qubits + probability_input, *hidden]
+        sizes = [num_qubits - head_bits + probability_input, *hidden]
         layers: list[nn.Module] = []
         for fan_in, fan_out in itertools.pairwise(sizes):
             layers += [nn.Linear(fan_in, fan_out), ACTIVATIONS[activation]()]
-        layers.append(nn.Linear(sizes[-1], weights_per_state))
+        layers.append(nn.Linear(sizes[-1], weights_per_state << head_bits))
         self.mlp = nn.Sequential(*layers)
         with torch.no_grad():  # see bit_init_scale in the class docstring
-            self.mlp[0].weight[:, :num_qubits] *= bit_init_scale
+            self.mlp[0].weight[:, : num_qubits - head_bits] *= bit_init_scale
 
     def bits(self, start: int, stop: int) -> torch.Tensor:
         """Basis bits of rows start..stop-1 (start a multiple of the chunk), as the MLP takes them."""
@@ -134,8 +146,13 @@ class MappingModel(nn.Module):
 
     def rows(self, feature: torch.Tensor, start: int) -> torch.Tensor:
         """Generated weights (len(feature), k) of basis states start.. (an (n, 0) feature: bits only)."""
-        inputs = torch.cat([self.bits(start, start + len(feature)), feature], dim=1)
-        return self.mlp(inputs)
+        inputs = torch.cat([self.bits(start, start + len(feature))[:, self.head_bits :], feature], dim=1)
+        out = self.mlp(inputs)
+        if not self.head_bits:
+            return out
+        rows = torch.arange(len(out), device=out.device)
+        group = (start + rows) & ((1 << self.head_bits) - 1)
+        return out.view(len(out), -1, self.weights_per_state)[rows, group]
 
     def forward(self, probs: torch.Tensor) -> torch.Tensor:
         """Generated weight vector of shape (num_weights,) from probabilities of shape (2^N,)."""

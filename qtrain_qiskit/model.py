@@ -313,6 +313,7 @@ def build_mapping(config: Config, num_qubits: int, num_weights: int) -> nn.Modul
         chunk=config.model.mapping_chunk,
         bit_init_scale=config.model.bit_init_scale,
         probability_input=config.model.quantum != "none",
+        head_bits=config.model.head_bits,
     )
 
 
