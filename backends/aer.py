@@ -22,7 +22,7 @@ from qiskit_aer.noise import NoiseModel, depolarizing_error
 
 from .base import Backend, BackendError
 from .counts import sample_probabilities
-from .devices import check_device_name, fake_device, to_isa
+from .devices import check_device_name, device_noise_model, fake_device, to_isa
 from .mitigation import MitigationOptions, ReadoutMitigator, needs_device_readout
 from .noisy_simulation import (
     MAX_DENSITY_QUBITS,
@@ -288,7 +288,7 @@ class AerNoisyBackend(Backend):
             else:
                 device = fake_device(self.noise)
                 if self.noise not in self._device_models:
-                    self._device_models[self.noise] = NoiseModel.from_backend(device)
+                    self._device_models[self.noise] = device_noise_model(device)
                 isa = to_isa(circuit, device, seed=self.seed)
                 simulation = device_simulation(isa, self._device_models[self.noise])
                 if self.mitigation == "mthree":

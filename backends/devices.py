@@ -12,6 +12,7 @@ import re
 from qiskit import QuantumCircuit
 from qiskit.providers import BackendV2
 from qiskit.transpiler import generate_preset_pass_manager
+from qiskit_aer.noise import NoiseModel
 
 
 def _fake_classes() -> dict[str, type]:
@@ -35,6 +36,22 @@ def fake_device(name: str) -> BackendV2:
     if name not in classes:
         raise ValueError(f"unknown fake device {name!r}; available: {', '.join(sorted(classes))}")
     return classes[name]()
+
+
+def device_noise_model(device: BackendV2) -> NoiseModel:
+    """The noise a fake device simulates itself with: what its ``run``, qiskit-ibm-runtime's local
+    mode and M3's calibration on it all see.
+
+    Aer's `NoiseModel.from_backend` reads the device's target, whose one ``measure`` error per qubit
+    is the mean of the two readout errors, so every readout comes out symmetric. The snapshot keeps
+    both (prob_meas1_prep0, prob_meas0_prep1) and they can differ widely: fake_sherbrooke's qubit 6
+    reads 1 for a prepared 0 half the time and 0 for a 1 once in a hundred, where the symmetric model
+    says 26% both ways. Simulated with that model, the device was not the one M3 calibrated on, and
+    M3 looked harmful on fake_sherbrooke. The fake backend builds its model in a private method;
+    the public `NoiseModel.from_backend_properties` fails on Heron snapshots (no qubit frequencies).
+    """
+    build = getattr(device, "_get_noise_model_from_backend_v2", None)
+    return build() if build is not None else NoiseModel.from_backend(device)
 
 
 def to_isa(circuit: QuantumCircuit, device: BackendV2, *, seed: int | None = None) -> QuantumCircuit:

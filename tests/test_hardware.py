@@ -250,14 +250,12 @@ def test_hardware_trial_trains_k_steps_records_jobs_and_writes_no_secret(mnist_r
 
 
 def test_compacted_device_noise_matches_the_whole_device_simulation():
-    from qiskit_aer import AerSimulator
-
     circuit = build_ansatz(3, 2)
     values = np.random.default_rng(5).uniform(-np.pi, np.pi, (1, circuit.num_parameters))
     shots = 20000
     ours = backends.get_backend("aer_noisy", noise="fake_guadalupe", shots=shots, seed=6).probabilities(circuit, values)
     isa = to_isa(circuit, FakeGuadalupeV2(), seed=6)  # the same pass manager and seed as the backend's
-    reference = AerSimulator.from_backend(FakeGuadalupeV2())  # Aer's own whole-device noise, readout included
+    reference = FakeGuadalupeV2()  # the device's own whole-device simulation (its run), readout included
     counts = reference.run(isa.assign_parameters(values[0]), shots=shots, seed_simulator=7).result().get_counts()
     theirs = np.zeros(8)
     for key, count in counts.items():
@@ -267,6 +265,32 @@ def test_compacted_device_noise_matches_the_whole_device_simulation():
     # two 20k-shot samples of one 8-outcome distribution differ by ~0.01 in TVD; 0.03 is far out
     assert tvd(ours[0], theirs) < 0.03
     assert tvd(ours[0], exact) > 0.02 and tvd(theirs, exact) > 0.02  # and the noise is really there
+
+
+def test_device_readout_keeps_the_snapshots_asymmetry():
+    """fake_sherbrooke's qubit 6 misreads a prepared 0 half the time and a 1 about once in a hundred:
+    the compacted simulation reads it as the device itself does (Aer's target-based model: 26% both ways)."""
+    from qiskit import QuantumCircuit, transpile
+    from qiskit_ibm_runtime.fake_provider import FakeSherbrooke
+    from qtrain_qiskit.backends.devices import device_noise_model
+    from qtrain_qiskit.backends.noisy_simulation import device_simulation, sample
+
+    device = FakeSherbrooke()
+    properties = device.properties()
+    p10, p01 = (properties.qubit_property(6, name)[0] for name in ("prob_meas1_prep0", "prob_meas0_prep1"))
+    assert p10 > 0.4 and p01 < 0.05  # the snapshot's asymmetry this test is about
+    shots, rng = 4000, np.random.default_rng(0)
+    for prepared, misread in ((0, p10), (1, p01)):
+        circuit = QuantumCircuit(1, 1)
+        if prepared:
+            circuit.x(0)
+        circuit.measure(0, 0)
+        isa = transpile(circuit, device, initial_layout=[6], optimization_level=0)
+        simulation = device_simulation(isa, device_noise_model(device))
+        ours = sample(simulation, simulation.simulator(), np.zeros((1, 0)), shots, rng)[0][1 - prepared]
+        counts = device.run(isa, shots=shots, seed_simulator=3).result().get_counts()
+        theirs = counts.get(str(1 - prepared), 0) / shots
+        assert abs(ours - theirs) < 0.04 and abs(ours - misread) < 0.04, (prepared, ours, theirs, misread)
 
 
 def test_a_job_that_keeps_failing_stops_training_cleanly(mnist_root, tmp_path, monkeypatch):
