@@ -3,7 +3,8 @@
     python docs/results/hardware/targets_table.py > docs/results/hardware/targets.md
 
 Each cell: mean over seeds 0, 1, 2 of one evaluation per seed, (min-max); `eval_<name>.json` come from
-scripts/evaluate.py, `sweep_results.csv` from scripts/noise_sweep.py (README "Hardware").
+scripts/evaluate.py (the fake devices with their own noise model, since commit 4afdcba),
+`sweep_results.csv` from scripts/noise_sweep.py (only its noiseless row is read) (README "Hardware").
 """
 
 import csv
@@ -17,12 +18,11 @@ ROWS = [  # label, source, target per configuration (None: no target)
     ("exact (torch engine, float64)", "exact", (0.98, None)),
     ("1,024 noiseless shots (`aer_shots`)", "shots1024", (0.975, None)),
     ("8,192 noiseless shots (sweep)", "sweep:shots:8192", (None, None)),
-    ("fake_torino @ 8,192 (evaluate.py)", "fake_torino", (0.975, 0.95)),
+    ("fake_torino @ 8,192", "fake_torino", (0.975, 0.95)),
     ("fake_torino @ 8,192 + mthree", "fake_torino_mthree", (0.975, 0.95)),
-    ("fake_torino @ 8,192 (sweep, another simulator seed)", "sweep:device:fake_torino@8192", (None, None)),
-    ("fake_sherbrooke (Eagle) @ 8,192 (sweep)", "sweep:device:fake_sherbrooke@8192", (0.96, None)),
+    ("fake_sherbrooke (Eagle) @ 8,192", "fake_sherbrooke", (0.96, None)),
     ("fake_sherbrooke @ 8,192 + mthree", "fake_sherbrooke_mthree", (0.96, None)),
-    ("fake_fez (Heron r2, unseen in training) @ 8,192 (sweep)", "sweep:device:fake_fez@8192", (0.97, None)),
+    ("fake_fez (Heron r2, unseen in training) @ 8,192", "fake_fez", (0.97, None)),
     ("fake_fez @ 8,192 + mthree", "fake_fez_mthree", (0.97, None)),
 ]
 
