@@ -1,7 +1,7 @@
 """Train a target network through a quantum circuit (Quantum-Train).
 
 python scripts/train.py --backend aer_statevector            # the reference MNIST run
-python scripts/train.py --config configs/mnist_425.yaml --epochs 3 --train-subset 2000   # a quick look: ~78% in 94 steps
+python scripts/train.py --config configs/mnist_425.yaml --epochs 3 --train-subset 2000  # quick look: ~78% in 94 steps
 python scripts/train.py --resume runs/<name>                 # continue after an interruption
 torchrun --nproc-per-node 2 scripts/train.py --backend torch_statevector   # data parallel, 2 ranks
 
