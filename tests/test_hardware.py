@@ -56,7 +56,7 @@ def test_fake_devices_by_name():
 
 def test_counts_map_back_to_logical_outcomes_through_a_non_trivial_layout():
     circuit = routed_basis_state_circuit()
-    isa = to_isa(circuit, FakeGuadalupeV2(), seed=3)
+    isa = to_isa(circuit, FakeGuadalupeV2(), seed=0)
     assert isa.layout.routing_permutation() != list(range(16))  # routing moved qubits: not the identity
     values = np.array([[np.pi, 0, np.pi, 0, 0]])
     for backend in (
@@ -326,3 +326,22 @@ def test_a_job_that_keeps_failing_stops_training_cleanly(mnist_root, tmp_path, m
     assert status == 1 and err.strip() == "error: ibm_runtime job failed after 4 attempt(s): injected"
     state = load_checkpoint_file(run_dir / LAST_CHECKPOINT)  # checkpointed after every paid step
     assert state["tally"]["steps"] == 2  # steps 1 and 2 used jobs 1-4; step 3 failed and saved nothing
+
+
+def test_device_layout_avoids_broken_couplers_and_bad_readout():
+    """fake_sherbrooke's qubits 0..6 hold a broken coupler (ECR 6-5, error 1.0) and a qubit that
+    misreads 26% of shots: the trivial layout the 7-qubit chain fits on. The device path must not
+    choose it (level 1 did, and the model read there fell to 61%)."""
+    from qiskit_ibm_runtime.fake_provider import FakeSherbrooke
+
+    device = FakeSherbrooke()
+    isa = to_isa(build_ansatz(7, 8), device, seed=0)
+    target = device.target
+    two_qubit = [
+        target["ecr"][tuple(isa.find_bit(q).index for q in ins.qubits)].error
+        for ins in isa.data
+        if ins.operation.name == "ecr"
+    ]
+    readout = [target["measure"][(q,)].error for q in isa.layout.final_index_layout()]
+    assert len(two_qubit) == 48  # the chain needs no swaps on heavy hex
+    assert max(two_qubit) < 0.02 and max(readout) < 0.05
