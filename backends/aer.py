@@ -33,7 +33,7 @@ from .noisy_simulation import (
     exact_distribution,
     sample,
 )
-from .options import BackendOptions, ShotsOptions, option
+from .options import BackendOptions, DeviceOptions, ShotsOptions, option
 from .registry import register
 from .torch_statevector import TorchStatevectorBackend
 
@@ -91,7 +91,7 @@ class AerShotsOptions(ShotsOptions, AerOptions):
 
 
 @dataclass(frozen=True)
-class NoiseOptions(AerOptions):
+class NoiseOptions(AerOptions, DeviceOptions):
     """The noise model of `aer_noisy` and `aer_density`: depolarizing rates or a fake device's."""
 
     noise: str = option(
@@ -266,12 +266,14 @@ class AerNoisyBackend(Backend):
         aer_device: str = "CPU",
         mitigation: str = "none",
         noisy_sampling: str = "auto",
+        optimization_level: int = 2,
     ) -> None:
         if noisy_sampling not in NOISY_SAMPLING:
             raise ValueError(f"noisy_sampling must be one of {', '.join(NOISY_SAMPLING)}, got {noisy_sampling!r}")
         self.noise, self.shots, self.seed, self.device = noise, shots, seed, check_aer_device(aer_device)
         self.rates = (depolarizing_1q, depolarizing_2q, readout_error)
         self.mitigation, self.noisy_sampling = mitigation, noisy_sampling
+        self.optimization_level = optimization_level
         self.rng = np.random.default_rng(seed)
         self._prepared: dict[int, Prepared] = {}
 
@@ -289,7 +291,7 @@ class AerNoisyBackend(Backend):
                 device = fake_device(self.noise)
                 if self.noise not in self._device_models:
                     self._device_models[self.noise] = device_noise_model(device)
-                isa = to_isa(circuit, device, seed=self.seed)
+                isa = to_isa(circuit, device, seed=self.seed, optimization_level=self.optimization_level)
                 simulation = device_simulation(isa, self._device_models[self.noise])
                 if self.mitigation == "mthree":
                     mitigator = ReadoutMitigator(device, isa, self.shots)
@@ -347,9 +349,18 @@ class AerDensityBackend(AerNoisyBackend):
         depolarizing_2q: float = 1e-2,
         readout_error: float = 0.0,
         aer_device: str = "CPU",
+        optimization_level: int = 2,
     ) -> None:
         super().__init__(
-            noise, 1, seed, depolarizing_1q, depolarizing_2q, readout_error, aer_device, noisy_sampling="density"
+            noise,
+            1,
+            seed,
+            depolarizing_1q,
+            depolarizing_2q,
+            readout_error,
+            aer_device,
+            noisy_sampling="density",
+            optimization_level=optimization_level,
         )
 
     def _probabilities(self, circuit: QuantumCircuit, values: np.ndarray) -> np.ndarray:

@@ -26,7 +26,7 @@ from .base import Backend, BackendError, JobLedger
 from .counts import probabilities_from_bits
 from .devices import check_device_name, fake_device, to_isa
 from .mitigation import MitigationOptions, ReadoutMitigator
-from .options import ShotsOptions, option
+from .options import DeviceOptions, ShotsOptions, option
 from .registry import register
 
 MODES = ("job", "batch", "session")
@@ -41,7 +41,7 @@ def _permanent(exc: Exception) -> bool:
 
 
 @dataclass(frozen=True)
-class IBMRuntimeOptions(ShotsOptions, MitigationOptions):
+class IBMRuntimeOptions(ShotsOptions, MitigationOptions, DeviceOptions):
     ibm_backend: str | None = option(
         None, "ibm_runtime device name (default: least busy); fake_* runs locally", check=check_device_name
     )
@@ -79,10 +79,12 @@ class IBMRuntimeBackend(Backend):
         job_ledger: JobLedger | None = None,
         service: Any = None,
         mitigation: str = "none",
+        optimization_level: int = 2,
     ) -> None:
         if ibm_mode not in MODES:
             raise ValueError(f"ibm_mode must be one of {', '.join(MODES)}, got {ibm_mode!r}")
         self.device_name, self.shots, self.seed, self.mode_name = ibm_backend, shots, seed, ibm_mode
+        self.optimization_level = optimization_level
         self.options = {
             "dynamical_decoupling": {"enable": dynamical_decoupling},
             "twirling": {"enable_measure": twirling},
@@ -132,7 +134,9 @@ class IBMRuntimeBackend(Backend):
     def prepare(self, circuit: QuantumCircuit) -> QuantumCircuit:
         cached = self._isa.get(id(circuit))
         if cached is None or cached[0] is not circuit:
-            isa = to_isa(circuit, self.device(circuit.num_qubits), seed=self.seed)
+            isa = to_isa(
+                circuit, self.device(circuit.num_qubits), seed=self.seed, optimization_level=self.optimization_level
+            )
             cached = (circuit, isa, _circuit_digest(circuit))
             self._isa[id(circuit)] = cached
         return cached[1]
@@ -184,7 +188,7 @@ class IBMRuntimeBackend(Backend):
         digest = hashlib.sha256()
         digest.update(self._isa[id(circuit)][2])
         digest.update(np.ascontiguousarray(values, dtype=np.float64).tobytes())
-        digest.update(f"{self.shots}|{self.device_name}|{self.seed}|{self.options}".encode())
+        digest.update(f"{self.shots}|{self.device_name}|{self.seed}|{self.optimization_level}|{self.options}".encode())
         return digest.hexdigest()
 
     def _run_with_retries(self, circuit: QuantumCircuit, isa: QuantumCircuit, values: np.ndarray) -> np.ndarray:

@@ -81,3 +81,16 @@ class ShotsOptions(BackendOptions):
     """Backends that estimate probabilities from a finite number of measurements."""
 
     shots: int = option(1024, "shots per circuit on sampled backends (aer_shots, aer_noisy, ibm_runtime)", minimum=1)
+
+
+@dataclass(frozen=True)
+class DeviceOptions(BackendOptions):
+    """Backends that transpile for an IBM device (a fake one's noise model, or ibm_runtime)."""
+
+    optimization_level: int = option(
+        2,
+        "transpiler level for device circuits (aer_noisy/aer_density with a fake device, ibm_runtime): 2 and 3 "
+        "choose a noise-aware layout; 1 keeps qubits 0..n-1 whenever the circuit fits them, whatever their errors",
+        minimum=0,
+        maximum=3,
+    )

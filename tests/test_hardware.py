@@ -345,3 +345,20 @@ def test_device_layout_avoids_broken_couplers_and_bad_readout():
     readout = [target["measure"][(q,)].error for q in isa.layout.final_index_layout()]
     assert len(two_qubit) == 48  # the chain needs no swaps on heavy hex
     assert max(two_qubit) < 0.02 and max(readout) < 0.05
+
+
+def test_optimization_level_reaches_both_device_paths():
+    """--optimization-level 1 brings back the trivial layout on fake_sherbrooke (qubit 6 misreads a 0
+    half the time) in the noisy simulation and in ibm_runtime's ISA circuit; the default avoids it."""
+    circuit = build_ansatz(7, 1)
+
+    def worst_readout(**options) -> float:
+        simulation = backends.get_backend("aer_noisy", noise="fake_sherbrooke", **options).prepare(circuit)
+        return simulation.readout[:, [0, 1], [1, 0]].max()
+
+    def layout(**options) -> list[int]:
+        runtime = backends.get_backend("ibm_runtime", ibm_backend="fake_sherbrooke", seed=0, **options)
+        return runtime.prepare(circuit).layout.final_index_layout()
+
+    assert worst_readout(optimization_level=1) > 0.4 and worst_readout() < 0.1
+    assert layout(optimization_level=1) == list(range(7)) and layout() != list(range(7))
