@@ -35,6 +35,7 @@ from .rundir import (
     LAST_CHECKPOINT,
     SUMMARY_FILE,
     RunDir,
+    RunDirError,
     load_model_state,
 )
 from .stepper import Stepper
@@ -134,11 +135,35 @@ def setup(config: Config, run: RunDir, context: Context, log: Callable[[str], No
     )
 
 
+# Settings that change how the stored parameters become weights without changing their shapes:
+# fine-tuning under another value would load without error and start from a different model.
+GENERATOR_KEYS = {
+    "model": (
+        *("target", "features", "feature_alpha", "feature_beta", "feature_gamma", "head_bits"),
+        *("activation", "center", "weight_scale", "weights_per_state"),
+    ),
+    "circuit": ("entanglement",),
+}
+
+
+def check_same_generator(origin: Config, config: Config, where: str) -> None:
+    """Refuse to fine-tune from a run whose weights were generated another way (one line naming the key)."""
+    for section, keys in GENERATOR_KEYS.items():
+        for key in keys:
+            theirs, ours = getattr(getattr(origin, section), key), getattr(getattr(config, section), key)
+            if theirs != ours:
+                raise RunDirError(
+                    f"--init-from {where}: {section}.{key} is {theirs!r} there and {ours!r} here; "
+                    "fine-tuning must generate the weights as the run did"
+                )
+
+
 def restore(s: Session, resume: bool) -> None:
     """Fine-tune from another run or continue this one; check the budget; say what will run."""
     config, run, log = s.config, s.run, s.log
     if config.train.init_from and not resume:
         origin = RunDir.existing(config.train.init_from)
+        check_same_generator(origin.config(), config, config.train.init_from)
         state = origin.load_checkpoint(BEST_CHECKPOINT)["model"]
         load_model_state(s.model, state, str(origin.file(BEST_CHECKPOINT)))
         log(f"initialized from {config.train.init_from}")

@@ -207,6 +207,14 @@ def test_fine_tune_starts_from_another_runs_best_weights(trained, mnist_root, tm
         str(mnist_root),
     )
     assert status == 2 and "does not fit this configuration" in err and len(err.strip().splitlines()) == 1
+    # the same shapes, another feature: it would load and start from a different model
+    other = tmp_path / "feature"
+    status, _, err = run_script_inprocess(
+        "train.py", *QUICK, "--features", "raw", "--init-from", str(run_dir), "--run-dir", str(other),
+        "--data-dir", str(mnist_root),
+    )  # fmt: skip
+    assert status == 2 and not other.exists()
+    assert err.strip().endswith("fine-tuning must generate the weights as the run did") and "model.features is" in err
 
 
 def test_benchmark_script_prints_step_and_evaluation_times():
