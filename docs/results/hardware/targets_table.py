@@ -3,7 +3,8 @@
     python docs/results/hardware/targets_table.py > docs/results/hardware/targets.md
 
 Each cell: mean over seeds 0, 1, 2 of one evaluation per seed, (min-max); `eval_<name>.json` come from
-scripts/evaluate.py (the fake devices with their own noise model, since commit 4afdcba),
+scripts/evaluate.py (the fake devices with their own noise model, since commit 4afdcba, and the
+noise-aware layout, since commit 7835e36),
 `sweep_results.csv` from scripts/noise_sweep.py (only its noiseless row is read) (README "Hardware").
 """
 
@@ -13,7 +14,8 @@ import statistics
 from pathlib import Path
 
 RUNS = Path(__file__).parent / "runs"
-CONFIGS = [("mnist_hardware", "1,296 trainable"), ("mnist_hardware_compact", "566")]
+CONFIGS = ["mnist_hardware", "mnist_hardware_compact"]
+TRAINING_SECONDS = 600.0  # the issue's target for mnist_hardware
 ROWS = [  # label, source, target per configuration (None: no target)
     ("exact (torch engine, float64)", "exact", (0.98, None)),
     ("1,024 noiseless shots (`aer_shots`)", "shots1024", (0.975, None)),
@@ -50,22 +52,29 @@ def cell(values: list[float | None], target: float | None) -> list[str]:
     return [text, f">= {100 * target:.1f}%: {verdict}"]
 
 
+def summary(name: str, seed: int) -> dict:
+    return json.loads((RUNS / f"{name}_seed{seed}" / "summary.json").read_text())
+
+
 def main() -> None:
-    header = ["evaluation"] + [part for name, size in CONFIGS for part in (f"{name} ({size})", "target")]
+    sizes = [f"{summary(name, 0)['trainable_params']:,} trainable" for name in CONFIGS]
+    header = ["evaluation"] + [
+        part for name, size in zip(CONFIGS, sizes, strict=True) for part in (f"{name} ({size})", "target")
+    ]
     print("| " + " | ".join(header) + " |")
     print("|" + "---|" * len(header))
     for label, source, targets in ROWS:
         cells = [label]
-        for (name, _), target in zip(CONFIGS, targets, strict=True):
+        for name, target in zip(CONFIGS, targets, strict=True):
             cells += cell([accuracy(RUNS / f"{name}_seed{seed}", source) for seed in (0, 1, 2)], target)
         print("| " + " | ".join(cells) + " |")
-    times = []
-    for name, _ in CONFIGS:
-        seconds = [
-            json.loads((RUNS / f"{name}_seed{s}" / "summary.json").read_text())["train_seconds"] for s in (0, 1, 2)
-        ]
-        times.append(f"{statistics.mean(seconds):.0f} ({min(seconds):.0f}-{max(seconds):.0f})")
-    print(f"| training time (s, two runs at a time) | {times[0]} | <= 600: met | {times[1]} | - |")
+    cells = ["training time (s, two runs at a time)"]
+    for name, target in zip(CONFIGS, (TRAINING_SECONDS, None), strict=True):
+        seconds = [summary(name, seed)["train_seconds"] for seed in (0, 1, 2)]
+        mean = statistics.mean(seconds)
+        cells.append(f"{mean:.0f} ({min(seconds):.0f}-{max(seconds):.0f})")
+        cells.append("-" if target is None else f"<= {target:.0f}: {'met' if mean <= target else 'missed'}")
+    print("| " + " | ".join(cells) + " |")
 
 
 if __name__ == "__main__":
