@@ -29,9 +29,13 @@ ROWS = [  # label, source, target per configuration (None: no target)
 ]
 
 
+def summary(run: Path) -> dict:
+    return json.loads((run / "summary.json").read_text())
+
+
 def accuracy(run: Path, source: str) -> float | None:
     if source == "exact":
-        return json.loads((run / "summary.json").read_text())["test_accuracy"]
+        return summary(run)["test_accuracy"]
     if source.startswith("sweep:"):
         with (run / "sweep_results.csv").open() as handle:
             found = [float(r["accuracy"]) for r in csv.DictReader(handle) if r["condition"] == source[6:]]
@@ -52,12 +56,8 @@ def cell(values: list[float | None], target: float | None) -> list[str]:
     return [text, f">= {100 * target:.1f}%: {verdict}"]
 
 
-def summary(name: str, seed: int) -> dict:
-    return json.loads((RUNS / f"{name}_seed{seed}" / "summary.json").read_text())
-
-
 def main() -> None:
-    sizes = [f"{summary(name, 0)['trainable_params']:,} trainable" for name in CONFIGS]
+    sizes = [f"{summary(RUNS / f'{name}_seed0')['trainable_params']:,} trainable" for name in CONFIGS]
     header = ["evaluation"] + [
         part for name, size in zip(CONFIGS, sizes, strict=True) for part in (f"{name} ({size})", "target")
     ]
@@ -70,7 +70,7 @@ def main() -> None:
         print("| " + " | ".join(cells) + " |")
     cells = ["training time (s, with 2-4 processes on the 2 cores)"]
     for name, target in zip(CONFIGS, (TRAINING_SECONDS, None), strict=True):
-        seconds = [summary(name, seed)["train_seconds"] for seed in (0, 1, 2)]
+        seconds = [summary(RUNS / f"{name}_seed{seed}")["train_seconds"] for seed in (0, 1, 2)]
         mean = statistics.mean(seconds)
         cells.append(f"{mean:.0f} ({min(seconds):.0f}-{max(seconds):.0f})")
         cells.append("-" if target is None else f"<= {target:.0f}: {'met' if mean <= target else 'missed'}")
