@@ -7,7 +7,15 @@ complete one.
 from . import aer, ibm_runtime, reference, torch_statevector  # noqa: F401  (registration side effects)
 from .base import Backend, BackendError, JobLedger
 from .options import BackendOptions, option
-from .registry import available, backend_class, get_backend, gradient_method, register, registered
+from .registry import (
+    available,
+    backend_class,
+    get_backend,
+    gradient_method,
+    options_for,
+    register,
+    registered,
+)
 
 __all__ = [
     "Backend",
@@ -19,6 +27,7 @@ __all__ = [
     "get_backend",
     "gradient_method",
     "option",
+    "options_for",
     "register",
     "registered",
 ]

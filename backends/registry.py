@@ -114,3 +114,10 @@ def gradient_method(backend: str | type[Backend], requested: str = "auto") -> st
             f"grad: adjoint needs an exact backend with a reverse pass; {cls.name} has none (use param_shift or spsa)"
         )
     return requested
+
+
+def options_for(name: str, settings: object) -> BackendOptions:
+    """Backend ``name``'s options object made (and so validated) from the same-named attributes of
+    ``settings`` (a run's execution section): the one place a backend's options are read from a run."""
+    cls = backend_class(name)
+    return cls.Options(**{f.name: getattr(settings, f.name) for f in dataclasses.fields(cls.Options)})

@@ -15,7 +15,7 @@ _LAZY = {
     "build_ansatz": "ansatz",
     "qubits_for": "ansatz",
     "QuantumTrain": "model",
-    "build_model": "model",
+    "build_model": "build",
     "MappingModel": "mapping",
     "ProbabilityQNN": "qnn",
     "VJPTorchConnector": "qnn",

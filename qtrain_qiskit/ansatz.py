@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 
+import torch
 from qiskit.circuit import ParameterVector, QuantumCircuit
 
 ENTANGLEMENTS = ("linear", "circular", "none")
@@ -71,3 +72,13 @@ def build_ansatz(
         if entanglement == "circular" and num_qubits > 2:
             circuit.cx(num_qubits - 1, 0)
     return circuit
+
+
+ANGLE_INITS = ("uniform", "normal")
+
+
+def initial_angles(count: int, scheme: str, scale: float) -> torch.Tensor:
+    """Starting circuit angles from torch's global RNG (seed it for reproducible runs)."""
+    if scheme == "normal":
+        return torch.randn(count) * scale
+    return (torch.rand(count) * 2 - 1) * scale

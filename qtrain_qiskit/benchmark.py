@@ -21,8 +21,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from .config import Config, backend_options
-from .model import build_backend, build_circuit, build_model, resolve_device
+from . import backends
+from .build import build_backend, build_circuit, build_model, resolve_device
+from .config import Config
 from .stepper import Stepper
 from .targets import mlp_for_qubits
 
@@ -135,7 +136,7 @@ def _evaluation_header(config: Config, backend: Any, circuit: Any, repeats: int)
     """What was timed: the backend with the options it reads (noise, shots, sampling, ...), the circuit."""
     return {
         "backend": config.execution.backend,
-        **dataclasses.asdict(backend_options(config)),
+        **dataclasses.asdict(backends.options_for(config.execution.backend, config.execution)),
         "shots": None if backend.exact else config.execution.shots,
         "num_qubits": circuit.num_qubits,
         "num_blocks": config.circuit.blocks,

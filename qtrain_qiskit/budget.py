@@ -48,7 +48,7 @@ def estimate(
     """
     from . import backends
     from .backends.mitigation import calibration_method, calibration_shots
-    from .model import build_gradient
+    from .build import build_gradient
 
     if backends.backend_class(config.execution.backend).exact:
         return None

@@ -20,11 +20,12 @@ from typing import Any
 import yaml
 
 # Each choice list is written once, in the module that implements it.
-from .ansatz import ENTANGLEMENTS
+from .ansatz import ANGLE_INITS, ENTANGLEMENTS
 from .backends.registry import GRADIENTS
 from .data import DATASETS
 from .mapping import ACTIVATIONS, FEATURES
-from .model import ANGLE_INITS, CENTERING, METHODS, WEIGHT_SCALES
+from .model import CENTERING, METHODS, WEIGHT_SCALES
+from .stages import NO_CIRCUIT, QUANTUM_STAGES, STAGES
 from .stepper import NONFINITE_POLICIES, SCHEDULES
 
 
@@ -36,10 +37,6 @@ def option(default: Any, help: str, **kwargs: Any) -> Any:
     if isinstance(default, (list, tuple)):
         return field(default_factory=lambda: list(default), metadata={"help": help, **kwargs})
     return field(default=default, metadata={"help": help, **kwargs})
-
-
-QUANTUM_STAGES = ("trained", "frozen", "random_vector", "separable", "none")
-NO_CIRCUIT = ("random_vector", "none")  # quantum stages that execute no circuit
 
 
 @dataclass
@@ -56,9 +53,8 @@ class ModelConfig:
     )
     quantum: str = option(
         "trained",
-        "the quantum stage (ablations change only it): trained circuit; frozen at its initial angles; "
-        "random_vector, a fixed Dirichlet(1) probability vector per seed (no circuit); separable, the "
-        "ansatz without CNOTs, trained; none, the mapping sees the basis bits only",
+        "the quantum stage (controls change only it): "
+        + "; ".join(f"{name}, {stage.help}" for name, stage in STAGES.items()),
         choices=QUANTUM_STAGES,
     )
     features: str = option("scaled", "probability feature fed to the mapping", choices=FEATURES)
@@ -367,14 +363,6 @@ def validate(config: Config) -> Config:
     return config
 
 
-def backend_options(config: Config) -> Any:
-    """The configured backend's options object, made (and so validated) from the execution section."""
-    from . import backends
-
-    cls = backends.backend_class(config.execution.backend)
-    return cls.Options(**{f.name: getattr(config.execution, f.name) for f in dataclasses.fields(cls.Options)})
-
-
 def check_execution(config: Config) -> None:
     """The backend exists, every backend option holds a valid value (whichever backend reads it), the
     chosen backend's options agree with each other, and the gradient asked for exists there.
@@ -397,7 +385,7 @@ def check_execution(config: Config) -> None:
             check_value(f, value)
             if f.name not in own and value != f.default and "if_unused" in f.metadata:
                 raise ValueError(f"{f.name}: {f.metadata['if_unused'](cls, value)}")
-        backend_options(config)
+        backends.options_for(execution.backend, execution)
         backends.gradient_method(cls, execution.grad)
     except ValueError as exc:
         raise ConfigError(str(exc).splitlines()[0]) from None
@@ -475,6 +463,27 @@ def check_size(config: Config) -> None:
         )
 
 
+def check_generator_budget(config: Config) -> None:
+    """The classical generator matches the circuit it replaces to within 10% of its angles, or the
+    comparison would not be at equal budget (its size moves in steps of N + 2: shallow circuits miss)."""
+    import torch
+
+    from .ansatz import qubits_for
+    from .generator import generator_size
+    from .targets import build_target, count_parameters
+
+    with torch.random.fork_rng(devices=[]):
+        weights = count_parameters(build_target(config.model.target))
+    qubits = config.circuit.qubits or qubits_for(weights, config.model.weights_per_state)
+    angles = qubits * config.circuit.blocks
+    size = generator_size(qubits, angles)
+    if abs(size - angles) > 0.1 * angles:
+        raise ConfigError(
+            f"quantum: classical_generator has {size} parameters for a circuit of {angles} angles, not within "
+            f"10% (its size moves in steps of qubits + 2 = {qubits + 2}); use at least 5 blocks"
+        )
+
+
 def check_quantum_stage(config: Config) -> None:
     """An ablation belongs to a Quantum-Train run, and one without a circuit to an exact backend.
 
@@ -492,25 +501,19 @@ def check_quantum_stage(config: Config) -> None:
             "quantum: none leaves the basis bits as the mapping's only input, and --bit-init-scale 0 starts "
             "their weights at zero (every generated weight equal): use --bit-init-scale 1 (torch's default init)"
         )
+    for key in STAGES[stage].refuses:
+        if getattr(config.circuit, key) != CircuitConfig.__dataclass_fields__[key].default:
+            raise ConfigError(
+                f"quantum: {stage} has no circuit, so it cannot honour {key} = {getattr(config.circuit, key)!r}; "
+                f"leave {key} at its default (its size follows qubits and blocks only)"
+            )
+    if stage == "classical_generator":
+        check_generator_budget(config)
     if stage in NO_CIRCUIT and not backends.backend_class(backend).exact:
         raise ConfigError(
             f"quantum: {stage} executes no circuit, so the sampled backend {backend} has nothing to run; "
             f"use an exact backend ({', '.join(n for n in backends.available() if backends.backend_class(n).exact)})"
         )
-
-
-def resolve_gradient(config: Config) -> str:
-    """The gradient method a run uses, as `backends.gradient_method` answers for its backend."""
-    from . import backends
-
-    return backends.gradient_method(config.execution.backend, config.execution.grad)
-
-
-def checkpoint_interval(config: Config) -> int:
-    """Steps between in-epoch checkpoints: every step where executions are paid for."""
-    from . import backends
-
-    return 1 if backends.backend_class(config.execution.backend).paid else config.train.checkpoint_every
 
 
 class StrictParser(argparse.ArgumentParser):

@@ -13,8 +13,8 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
+from .build import build_model
 from .config import Config
-from .model import build_model
 from .targets import build_target
 
 

@@ -86,7 +86,7 @@ def run_config(run: RunDir, overrides: dict[str, Any] | None = None) -> Config:
 
 def _test(config: Config, state: dict[str, Any], data: Any, device: torch.device) -> tuple[float, float, torch.Tensor]:
     """(loss, accuracy, probabilities): one circuit execution, then the target on the test split."""
-    from .model import build_model
+    from .build import build_model
 
     model = build_model(config, device)
     load_model_state(model, state, "of the run")
@@ -103,7 +103,7 @@ def evaluate_run(path: str | Path, *, checkpoint: str = "best", overrides: dict[
     between the sampled and exact probabilities are reported beside it.
     """
     from . import backends
-    from .model import resolve_device
+    from .build import resolve_device
 
     run = RunDir.existing(path)
     config = run_config(run, overrides)

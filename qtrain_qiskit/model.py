@@ -9,20 +9,12 @@ from __future__ import annotations
 
 import copy
 import math
-from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 from torch.func import functional_call
 
 from .targets import count_parameters, parameter_layout
-
-if TYPE_CHECKING:
-    from qiskit import QuantumCircuit
-
-    from .backends import Backend
-    from .config import Config
-    from .gradients import GradientMethod
 
 METHODS = ("quantum_train", "classical")  # classical: the target's own weights (`DirectWeights`)
 CENTERING = ("tensor", "global", "none")
@@ -234,148 +226,3 @@ class FixedProbabilities(nn.Module):
 
     def forward(self) -> torch.Tensor:
         return self.probs
-
-
-def resolve_device(name: str) -> torch.device:
-    """``auto`` picks the best device present: CUDA, then MPS, else CPU."""
-    if name != "auto":
-        return torch.device(name)
-    if torch.cuda.is_available():
-        return torch.device("cuda")
-    if torch.backends.mps.is_available():
-        return torch.device("mps")
-    return torch.device("cpu")
-
-
-ANGLE_INITS = ("uniform", "normal")
-
-
-def initial_angles(count: int, scheme: str, scale: float) -> torch.Tensor:
-    """Starting circuit angles from torch's global RNG (seed it for reproducible runs)."""
-    if scheme == "normal":
-        return torch.randn(count) * scale
-    return (torch.rand(count) * 2 - 1) * scale
-
-
-def build_circuit(config: Config, num_weights: int) -> QuantumCircuit:
-    """The configured ansatz for a target of ``num_weights`` weights: N = ceil(log2 ceil(M / k)) unless given."""
-    from .ansatz import build_ansatz, qubits_for
-
-    per_state = config.model.weights_per_state
-    num_qubits = config.circuit.qubits or qubits_for(num_weights, per_state)
-    entanglement = "none" if config.model.quantum == "separable" else config.circuit.entanglement
-    return build_ansatz(
-        num_qubits, config.circuit.blocks, entanglement, num_weights=num_weights, weights_per_state=per_state
-    )
-
-
-def build_backend(config: Config, device: torch.device, *, job_ledger: object = None) -> Backend:
-    """The configured backend from its validated options and the run values it declares (cheap: nothing runs)."""
-    from . import backends
-    from .config import backend_options
-
-    cls = backends.backend_class(config.execution.backend)
-    return cls.from_options(backend_options(config), seed=config.train.seed, device=device, job_ledger=job_ledger)
-
-
-def build_gradient(config: Config) -> GradientMethod:
-    """The run's gradient method (``auto`` resolved) with its configured options."""
-    from .config import resolve_gradient
-    from .gradients import get_gradient
-
-    name = resolve_gradient(config)
-    if name != "spsa":
-        return get_gradient(name)
-    execution = config.execution
-    return get_gradient(
-        name,
-        perturbation=execution.spsa_perturbation,
-        decay=execution.spsa_decay,
-        resamples=execution.spsa_resamples,
-        seed=config.train.seed,
-    )
-
-
-def build_mapping(config: Config, num_qubits: int, num_weights: int) -> nn.Module:
-    """The configured mapping MLP (bits only for the ``none`` ablation)."""
-    from .mapping import MappingModel
-
-    return MappingModel(
-        num_qubits,
-        num_weights,
-        weights_per_state=config.model.weights_per_state,
-        hidden=config.model.hidden,
-        activation=config.model.activation,
-        features=config.model.features,
-        feature_alpha=config.model.feature_alpha,
-        feature_beta=config.model.feature_beta,
-        feature_gamma=config.model.feature_gamma,
-        chunk=config.model.mapping_chunk,
-        bit_init_scale=config.model.bit_init_scale,
-        probability_input=config.model.quantum != "none",
-        head_bits=config.model.head_bits,
-    )
-
-
-def trainable_count(config: Config) -> int:
-    """Trainable parameters of the configured model, counted without building a backend."""
-    from .targets import build_target
-
-    target = build_target(config.model.target)
-    if config.model.method == "classical":
-        return count_parameters(target)
-    num_weights = count_parameters(target)
-    circuit = build_circuit(config, num_weights)
-    angles = circuit.num_parameters if config.model.quantum in ("trained", "separable") else 0
-    scales = len(parameter_layout(target)) if config.model.weight_scale == "learned" else 0
-    return angles + count_parameters(build_mapping(config, circuit.num_qubits, num_weights)) + scales
-
-
-def build_quantum(config: Config, circuit: QuantumCircuit, device: torch.device, job_ledger: object) -> nn.Module:
-    """The quantum stage the configuration names: the trained circuit or one of its ablations.
-
-    The angles are drawn for every stage, used or not, so that the mapping that follows starts
-    from the same random state for a given seed across the ablations of a comparison.
-    """
-    from .qnn import build_quantum_layer
-
-    angles = initial_angles(circuit.num_parameters, config.circuit.init, config.circuit.init_scale)
-    stage = config.model.quantum
-    if stage == "none":
-        return NoCircuit()
-    if stage == "random_vector":
-        return FixedProbabilities(circuit.num_qubits, config.train.seed)
-    backend = build_backend(config, device, job_ledger=job_ledger)
-    backend.prepare(circuit)
-    quantum = build_quantum_layer(circuit, backend, build_gradient(config), angles)
-    return quantum.requires_grad_(False) if stage == "frozen" else quantum
-
-
-def build_model(config: Config, device: torch.device, *, job_ledger: object = None) -> QuantumTrain:
-    """Target, ansatz, backend, quantum stage and mapping as the configuration says.
-
-    The backend is prepared here (device, credentials, compilation), before anything executes.
-    """
-    from . import backends
-    from .targets import build_target
-
-    target = build_target(config.model.target)
-    if config.model.method == "classical":
-        return QuantumTrain(target, NoCircuit(), DirectWeights(target), center="none", weight_scale="none").to(device)
-    num_weights = count_parameters(target)
-    circuit = build_circuit(config, num_weights)
-    quantum = build_quantum(config, circuit, device, job_ledger)
-    mapping = build_mapping(config, circuit.num_qubits, num_weights)
-    # Shot noise in training is simulated on an exact backend; a sampled one already gives the
-    # mapping measured P (evaluating or fine-tuning such a run there). No circuit, no shots.
-    exact = backends.backend_class(config.execution.backend).exact
-    sampled_in_training = exact and config.model.quantum not in ("none", "random_vector")
-    model = QuantumTrain(
-        target,
-        quantum,
-        mapping,
-        center=config.model.center,
-        weight_scale=config.model.weight_scale,
-        train_shots=config.train.train_shots if sampled_in_training else None,
-    )
-    return model.to(device)

@@ -20,12 +20,14 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
+from . import backends
 from .budget import check, estimate
-from .config import Config, checkpoint_interval, resolve_gradient, to_yaml
+from .build import build_model, resolve_device
+from .config import Config, to_yaml
 from .data import TensorData, load_dataset, resolve_data_dir, train_val_split
 from .distributed import Context, check_parallel
 from .evaluation import score
-from .model import QuantumTrain, build_model, resolve_device
+from .model import QuantumTrain
 from .progress import EpochTally, compression_table, plot_curves
 from .qnn import execution_state, load_execution_state
 from .rundir import (
@@ -39,6 +41,11 @@ from .rundir import (
     load_model_state,
 )
 from .stepper import Stepper
+
+
+def checkpoint_interval(config: Config) -> int:
+    """Steps between in-epoch checkpoints: every step where executions are paid for."""
+    return 1 if backends.backend_class(config.execution.backend).paid else config.train.checkpoint_every
 
 
 def _quiet(message: str) -> None:
@@ -189,7 +196,8 @@ def restore(s: Session, resume: bool) -> None:
         run.write_text(CONFIG_FILE, to_yaml(config))
     if budget is not None:
         log(budget.describe())
-    log(f"backend {config.execution.backend}, gradient {resolve_gradient(config)}, device {s.context.device}")
+    gradient = backends.gradient_method(config.execution.backend, config.execution.grad)
+    log(f"backend {config.execution.backend}, gradient {gradient}, device {s.context.device}")
     log("parameters:\n" + compression_table(counts, s.model.mapping.num_qubits, config.circuit.blocks))
     sizes = f"{len(s.train_data)} train, {len(s.val_data)} validation, {len(s.test_data)} test"
     log(f"data: {sizes} ({config.data.dataset})")
@@ -280,7 +288,7 @@ def finish(s: Session) -> dict[str, Any]:
         "num_qubits": s.model.mapping.num_qubits,
         "num_blocks": config.circuit.blocks,
         "backend": config.execution.backend,
-        "gradient": resolve_gradient(config),
+        "gradient": backends.gradient_method(config.execution.backend, config.execution.grad),
         "features": config.model.features,
         "dataset": config.data.dataset,
         "seed": config.train.seed,

@@ -5,8 +5,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from qtrain_qiskit.build import build_circuit, build_model, trainable_count
 from qtrain_qiskit.config import Config, apply, validate
-from qtrain_qiskit.model import build_circuit, build_model, trainable_count
 from qtrain_qiskit.targets import build_target, cnn_weights, count_parameters, gap_weights, matched_baselines
 from qtrain_qiskit.trainer import Stepper
 

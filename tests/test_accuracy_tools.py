@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 import torch
 
+from qtrain_qiskit.build import build_model
 from qtrain_qiskit.config import Config, apply, validate
 from qtrain_qiskit.mapping import probability_feature
-from qtrain_qiskit.model import TensorScale, build_model
+from qtrain_qiskit.model import TensorScale
 from qtrain_qiskit.targets import build_target, count_parameters
 
 from .conftest import REPO, run_script_inprocess

@@ -11,8 +11,8 @@ import json
 import pytest
 import torch
 
+from qtrain_qiskit.build import build_model
 from qtrain_qiskit.config import Config, apply, load_yaml, validate
-from qtrain_qiskit.model import build_model
 
 from .conftest import REPO, run_script_inprocess
 

@@ -3,9 +3,9 @@
 import pytest
 import torch
 
+from qtrain_qiskit.build import build_model
 from qtrain_qiskit.config import Config, ConfigError, apply, validate
 from qtrain_qiskit.mapping import MappingModel, basis_bits
-from qtrain_qiskit.model import build_model
 
 from .conftest import run_script_inprocess
 

@@ -3,9 +3,9 @@ import math
 import pytest
 import torch
 
+from qtrain_qiskit.build import build_model
 from qtrain_qiskit.config import Config, validate
 from qtrain_qiskit.mapping import MappingModel, basis_bits, probability_feature
-from qtrain_qiskit.model import build_model
 
 
 def test_basis_bits_match_python_bit_arithmetic():

@@ -9,9 +9,10 @@ from torch import nn
 
 from qtrain_qiskit import backends
 from qtrain_qiskit.ansatz import build_ansatz, qubits_for
+from qtrain_qiskit.build import build_model
 from qtrain_qiskit.config import Config
 from qtrain_qiskit.mapping import MappingModel
-from qtrain_qiskit.model import QuantumTrain, build_model
+from qtrain_qiskit.model import QuantumTrain
 from qtrain_qiskit.qnn import build_quantum_layer
 from qtrain_qiskit.targets import CIFARCNN, MNISTCNN, count_parameters
 

@@ -9,9 +9,9 @@ import torch
 from qtrain_qiskit import backends
 from qtrain_qiskit.ansatz import build_ansatz, qubits_for
 from qtrain_qiskit.benchmark import peak_rss_mib
+from qtrain_qiskit.build import build_model
 from qtrain_qiskit.config import Config, ConfigError, apply, validate
 from qtrain_qiskit.mapping import MappingModel, basis_bits
-from qtrain_qiskit.model import build_model
 from qtrain_qiskit.stepper import Stepper
 from qtrain_qiskit.targets import MNISTMLP, build_target, count_parameters, mlp_for_qubits
 

@@ -13,9 +13,10 @@ from qtrain_qiskit.backends.torch_statevector import TorchStatevectorBackend
 from torch import nn
 
 from qtrain_qiskit.ansatz import build_ansatz
+from qtrain_qiskit.build import build_model
 from qtrain_qiskit.config import Config, ConfigError, apply, validate
 from qtrain_qiskit.mapping import MappingModel
-from qtrain_qiskit.model import QuantumTrain, build_model
+from qtrain_qiskit.model import QuantumTrain
 from qtrain_qiskit.qnn import TorchQuantumLayer
 from qtrain_qiskit.shot_noise import sample_counts, straight_through_shots
 

@@ -5,8 +5,9 @@ import pytest
 import torch
 from torch import nn
 
+from qtrain_qiskit.build import build_model
 from qtrain_qiskit.config import Config, apply, validate
-from qtrain_qiskit.model import QuantumTrain, build_model
+from qtrain_qiskit.model import QuantumTrain
 from qtrain_qiskit.targets import build_target
 
 

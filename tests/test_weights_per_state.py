@@ -6,9 +6,9 @@ import pytest
 import torch
 
 from qtrain_qiskit.ansatz import build_ansatz, qubits_for, states_for
+from qtrain_qiskit.build import build_model
 from qtrain_qiskit.config import Config, ConfigError, apply, validate
 from qtrain_qiskit.mapping import MappingModel, basis_bits
-from qtrain_qiskit.model import build_model
 from qtrain_qiskit.rundir import EXPORT_FILE, METRICS_FILE, SUMMARY_FILE
 
 from .conftest import run_script_inprocess

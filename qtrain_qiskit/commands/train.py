@@ -15,10 +15,10 @@ import contextlib
 import sys
 import time
 
+from ..build import resolve_device
 from ..cli import run_main
 from ..config import build_parser, from_args
 from ..distributed import session
-from ..model import resolve_device
 from ..rundir import RunDir, RunDirError
 from ..trainer import train
 

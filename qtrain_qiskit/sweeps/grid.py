@@ -13,9 +13,10 @@ import itertools
 from pathlib import Path
 from typing import Any
 
-from ..config import QUANTUM_STAGES, Config, ConfigError, apply, from_yaml_and_flags, validate
-from ..model import trainable_count
+from ..build import trainable_count
+from ..config import CircuitConfig, Config, ConfigError, apply, from_yaml_and_flags, validate
 from ..rundir import SUMMARY_FILE
+from ..stages import STAGES
 from ..targets import matched_baselines
 
 
@@ -41,6 +42,13 @@ def point_name(base: str, point: dict[str, str]) -> str:
     return f"{base}_{values}" if values else base
 
 
+def stage_overrides(name: str, extra: dict[str, str]) -> dict[str, str]:
+    """The keys that turn a trained-circuit configuration into its ``name`` control: the stage, and
+    the circuit keys that stage cannot honour back at their defaults."""
+    defaults = {key: str(CircuitConfig.__dataclass_fields__[key].default) for key in STAGES[name].refuses}
+    return {"quantum": name, **defaults, **extra}
+
+
 def comparison_variants(config: Config) -> list[tuple[str, dict[str, str]]]:
     """(label, overrides) of a Quantum-Train configuration and its controls, the trained circuit first.
 
@@ -56,7 +64,7 @@ def comparison_variants(config: Config) -> list[tuple[str, dict[str, str]]]:
         raise ConfigError(f"--compare: {exc}") from None
     # the bits-only mapping starts from torch's default weights on its only input (see check_quantum_stage)
     bits_only = {"bit_init_scale": str(config.model.bit_init_scale or 1.0)}
-    ablations = [(stage, {"quantum": stage, **(bits_only if stage == "none" else {})}) for stage in QUANTUM_STAGES]
+    ablations = [(name, stage_overrides(name, bits_only if name == "none" else {})) for name in STAGES]
     # a classical baseline executes no circuit, so a QT run's shot-noise training has nothing to sample
     classical = {"method": "classical", "train_shots": "none"}
     baselines = [(target, {**classical, "target": target}) for target in (*matched, config.model.target)]

@@ -253,7 +253,7 @@ def _execution_seconds(condition: Condition, num_gates: int, num_qubits: int) ->
 def estimate(cells: list[Cell], run_config: Config, train_steps: int) -> Cost:
     """Circuit executions, shots and a rough time for ``cells`` (training cells via `budget.estimate`)."""
     from ..budget import estimate as training_budget
-    from ..model import build_circuit
+    from ..build import build_circuit
     from ..targets import build_target, count_parameters
 
     circuit = build_circuit(run_config, count_parameters(build_target(run_config.model.target)))
@@ -317,8 +317,8 @@ def _test_data(dataset: str, data_dir: str | None, download: bool, subset: int |
 @functools.lru_cache(maxsize=2)
 def load_run(path: str, checkpoint: str, data_dir: str | None, subset: int | None) -> LoadedRun:
     """A run's model executed exactly, its test data and exact figures (once per process and run)."""
+    from ..build import build_model
     from ..evaluation import CHECKPOINTS, score
-    from ..model import build_model
     from ..rundir import load_model_state
 
     run = RunDir.existing(path)
@@ -338,8 +338,8 @@ def load_run(path: str, checkpoint: str, data_dir: str | None, subset: int | Non
 @torch.no_grad()
 def evaluate_under(loaded: LoadedRun, condition: Condition, seed: int) -> dict[str, float]:
     """Execute the run's circuit once under ``condition``, regenerate the weights, test them."""
+    from ..build import build_backend
     from ..evaluation import score, total_variation
-    from ..model import build_backend
 
     config = apply(copy.deepcopy(loaded.config), {**condition.overrides(), "seed": seed}, "noise sweep")
     backend = build_backend(config, torch.device("cpu"))
