@@ -1,0 +1,235 @@
+"""The contribution map: where does a trained circuit earn its place, and can a device still read it?
+
+Each cell of the map is one point on the axes that move the balance between circuit and mapping
+(weights per state k, blocks, mapping width, ...). Every cell is trained as the trained circuit
+beside the controls that remove what the circuit adds: the circuit frozen at its start, a fixed
+random probability vector, and a classical generator of P with the circuit's parameter count.
+The cell's figure is the trained circuit's lead over its *best* control (paired by seed), and the
+trained circuit's accuracy read from a fake device at a device's shot budget.
+
+A map is a folder: ``map.json`` (the plan: base config, flags, axes, seeds), ``runs/`` (ordinary
+run directories, resumable), and the table and picture written from them.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..config import ConfigError, apply, from_yaml_and_flags, validate
+from ..rundir import SUMMARY_FILE, write_atomic
+from .grid import grid_points, point_name, stage_overrides
+
+VARIANTS = ("trained", "frozen", "random_vector", "classical_generator")
+MANIFEST, TABLE, CSV, PICTURE = "map.json", "contribution.md", "contribution.csv", "contribution.png"
+
+
+def _write(path: Path, text: str) -> None:
+    write_atomic(path, lambda handle: handle.write(text.encode()))
+
+
+@dataclass(frozen=True)
+class MapPlan:
+    """What a map trains: the base configuration, the flags applied everywhere, the axes and seeds,
+    the shots that cells with k > 1 (the device-readable ones) train under, and the head bits of
+    the k = 1 cells (one output unit shared by thousands of weights keeps k = 1 at chance for
+    hundreds of steps without them, docs/start.md; the shipped k = 1 models use 4)."""
+
+    config: str | None
+    flags: dict[str, Any]
+    axes: dict[str, list[str]]
+    seeds: list[int]
+    readable_train_shots: int | None
+    k1_head_bits: int
+    device: str
+    device_shots: int
+
+    def to_json(self) -> str:
+        return json.dumps(self.__dict__, indent=2, sort_keys=True)
+
+
+def check_axes(axes: dict[str, list[str]]) -> None:
+    """Every axis names a configuration key and holds at least one value (one line otherwise)."""
+    if not axes:
+        raise ConfigError("the map needs at least one --axis key=v1,v2")
+    for key, values in axes.items():
+        if not [v for v in values if v.strip()]:
+            raise ConfigError(f"axis {key}: no values (use {key}=v1,v2)")
+        try:
+            apply(from_yaml_and_flags(None, {}), {key: values[0]}, f"axis {key}")
+        except ConfigError as exc:
+            raise ConfigError(f"axis {key}: {exc}") from None
+
+
+def open_map(out: Path, plan: MapPlan) -> None:
+    """Start a new map in ``out`` or resume the same one; refuse a folder that holds anything else."""
+    manifest = out / MANIFEST
+    if manifest.exists():
+        if json.loads(manifest.read_text()) != json.loads(plan.to_json()):
+            raise ConfigError(f"{out} holds another map (its {MANIFEST} differs): choose a new --out")
+        return
+    if out.exists() and any(out.iterdir()):
+        raise ConfigError(f"{out} is not empty and holds no {MANIFEST}: not a map folder; choose a new --out")
+    out.mkdir(parents=True, exist_ok=True)
+    _write(manifest, plan.to_json())
+
+
+def read_plan(out: Path) -> MapPlan:
+    """The plan of an existing map folder (for reporting only), or a one-line error."""
+    manifest = out / MANIFEST
+    if not manifest.exists():
+        raise ConfigError(f"{out} holds no {MANIFEST}: not a contribution map (run the map command first)")
+    return MapPlan(**json.loads(manifest.read_text()))
+
+
+def cell_overrides(plan: MapPlan, cell: dict[str, str]) -> dict[str, Any]:
+    """A cell's keys, plus shot-noise training where k > 1 (k = 1 spreads a device's shots over
+    thousands of outcomes and cannot be read at any affordable budget, so it trains exact) and
+    the head bits of the k = 1 cells."""
+    config = validate(from_yaml_and_flags(plan.config, {**plan.flags, **cell}))
+    if config.model.weights_per_state == 1:
+        return {"head_bits": plan.k1_head_bits, **cell, "train_shots": "none"}
+    return {**cell, "train_shots": plan.readable_train_shots or "none"}
+
+
+def plan_tasks(plan: MapPlan, out: Path) -> list[tuple[str, dict[str, Any]]]:
+    """(run directory, resolved config) for every cell x variant x seed; all validated up front."""
+    tasks = []
+    for cell in grid_points(plan.axes):
+        keys = cell_overrides(plan, cell)
+        name = point_name(validate(from_yaml_and_flags(plan.config, {**plan.flags, **keys})).name, cell)
+        for label in VARIANTS:
+            for seed in plan.seeds:
+                values = {**plan.flags, **keys, **stage_overrides(label, {}), "seed": seed}
+                run = validate(from_yaml_and_flags(plan.config, values))
+                run = validate(apply(run, {"name": f"{name}_{label}", "group": name}, "map"))
+                tasks.append((str(out / "runs" / f"{run.name}_seed{seed}"), run.to_dict()))
+    return tasks
+
+
+def device_accuracy(run: Path, device: str, shots: int) -> dict[str, Any]:
+    """The trained run read from ``device``'s noise model at ``shots`` (cached beside the run)."""
+    from ..evaluation import evaluate_run
+
+    cache = run / f"device_{device}_{shots}.json"
+    if cache.exists():
+        return json.loads(cache.read_text())
+    result = evaluate_run(run, overrides={"backend": "aer_noisy", "noise": device, "shots": shots})
+    _write(cache, json.dumps(result, indent=2))
+    return result
+
+
+def _accuracies(out: Path, cell: str, label: str, seeds: list[int]) -> dict[int, float]:
+    values = {}
+    for seed in seeds:
+        summary = out / "runs" / f"{cell}_{label}_seed{seed}" / SUMMARY_FILE
+        if summary.exists():
+            values[seed] = json.loads(summary.read_text())["test_accuracy"]
+    return values
+
+
+def cell_rows(plan: MapPlan, out: Path) -> list[dict[str, Any]]:
+    """One row per cell: each variant's mean accuracy, the trained circuit's lead over its best
+    control (paired by seed, with its bootstrap interval) and its accuracy on the device."""
+    from ..comparison import bootstrap_ci, paired_differences
+
+    rows = []
+    for cell in grid_points(plan.axes):
+        name = point_name(validate(from_yaml_and_flags(plan.config, {**plan.flags, **cell})).name, cell)
+        accuracy = {label: _accuracies(out, name, label, plan.seeds) for label in VARIANTS}
+        trained = accuracy["trained"]
+        if not trained:
+            continue
+        controls = {label: acc for label, acc in accuracy.items() if label != "trained" and acc}
+        best = max(controls, key=lambda label: statistics.mean(controls[label].values())) if controls else None
+        lead = [-d for d in paired_differences(trained, controls[best])] if best else []
+        device = [
+            json.loads(path.read_text())["test_accuracy"]
+            for seed in trained
+            if (
+                path := out / "runs" / f"{name}_trained_seed{seed}" / f"device_{plan.device}_{plan.device_shots}.json"
+            ).exists()
+        ]
+        low, high = bootstrap_ci(lead) if lead else (float("nan"), float("nan"))
+        rows.append(
+            {
+                "cell": ", ".join(f"{key}={value}" for key, value in cell.items()),
+                **{label: statistics.mean(acc.values()) if acc else float("nan") for label, acc in accuracy.items()},
+                "seeds": len(trained),
+                "best_control": best or "-",
+                "lead": statistics.mean(lead) if lead else float("nan"),
+                "lead_low": low,
+                "lead_high": high,
+                "device": statistics.mean(device) if device else float("nan"),
+            }
+        )
+    return rows
+
+
+def _pct(value: float) -> str:
+    return "-" if value != value else f"{100 * value:.2f}"
+
+
+def write_map_report(plan: MapPlan, out: Path) -> list[Path]:
+    """contribution.md and .csv (one row per cell) and contribution.png: lead vs device accuracy."""
+    from .results import markdown_table
+
+    rows = cell_rows(plan, out)
+    if not rows:
+        raise ConfigError(f"{out} has no finished trained runs yet: nothing to report")
+    header = ["cell", *VARIANTS, "seeds", "best control", "lead (points)", "95% bootstrap", f"{plan.device} raw"]
+    body = [
+        [
+            r["cell"],
+            *(_pct(r[label]) for label in VARIANTS),
+            r["seeds"],
+            r["best_control"],
+            _pct(r["lead"]),
+            f"[{_pct(r['lead_low'])}, {_pct(r['lead_high'])}]",
+            _pct(r["device"]),
+        ]
+        for r in rows
+    ]
+    note = (
+        f"Test accuracy (%), mean over seeds {plan.seeds}; lead = trained minus its best control, paired by seed "
+        f"(the bootstrap over {len(plan.seeds)} seeds is crude: its interval spans the per-seed leads). "
+        f"{plan.device}: the trained circuit's best-validation weights read at {plan.device_shots} shots.\n\n"
+    )
+    _write(out / TABLE, note + markdown_table(header, body) + "\n")
+    csv_lines = [",".join(["cell", *VARIANTS, "seeds", "best_control", "lead", "lead_low", "lead_high", "device"])]
+    csv_lines += [
+        ",".join(
+            f'"{r["cell"]}"' if key == "cell" else str(r[key])
+            for key in ["cell", *VARIANTS, "seeds", "best_control", "lead", "lead_low", "lead_high", "device"]
+        )
+        for r in rows
+    ]
+    _write(out / CSV, "\n".join(csv_lines) + "\n")
+    plot_map(rows, plan, out / PICTURE)
+    return [out / TABLE, out / CSV, out / PICTURE]
+
+
+def plot_map(rows: list[dict[str, Any]], plan: MapPlan, path: Path) -> None:
+    """Each cell at (accuracy on the device, lead over its best control): up and right is the goal."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7.5, 5))
+    for r in rows:
+        x = 100 * (r["device"] if r["device"] == r["device"] else r["trained"])
+        marker = "o" if r["device"] == r["device"] else "x"  # x: no device figure (exact accuracy)
+        y, low, high = 100 * r["lead"], 100 * r["lead_low"], 100 * r["lead_high"]
+        ax.errorbar(x, y, yerr=[[y - low], [high - y]], fmt=marker, capsize=3)
+        ax.annotate(r["cell"], (x, y), fontsize=7, xytext=(4, 3), textcoords="offset points")
+    ax.axhline(0, color="grey", lw=0.8)
+    ax.set_xlabel(f"trained circuit's test accuracy on {plan.device}, {plan.device_shots} shots (%)")
+    ax.set_ylabel("lead over its best control (points)")
+    ax.set_title("Where the trained circuit earns its place (x: exact accuracy, no device figure)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
