@@ -32,6 +32,7 @@ E2E_MODULES = {
     "test_mitigation",
     "test_hardware_configs",
     "test_density",
+    "test_contribution_map",
 }
 
 

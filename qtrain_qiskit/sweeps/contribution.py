@@ -13,12 +13,17 @@ run directories, resumable), and the table and picture written from them.
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import statistics
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
+
+from ..build import build_model
 from ..config import ConfigError, apply, from_yaml_and_flags, validate
 from ..rundir import SUMMARY_FILE, write_atomic
 from .grid import grid_points, point_name, stage_overrides
@@ -110,14 +115,38 @@ def plan_tasks(plan: MapPlan, out: Path) -> list[tuple[str, dict[str, Any]]]:
     return tasks
 
 
+def readout_snr(probs: torch.Tensor, used: int, shots: int) -> float:
+    """How well ``shots`` resolve the circuit's message: the spread of P over the used outcomes
+    divided by the shot noise of one outcome's estimate (rms of sqrt(P (1 - P) / S)).
+
+    Below about 1 a device reading cannot tell the outcomes' trained values apart; a Porter-Thomas
+    P over 2^N outcomes gives sqrt(S / 2^N): 1 at 13 qubits and 8,192 shots, 8 at 7 qubits.
+    """
+    p = probs[:used].double()
+    noise = (p * (1 - p) / shots).mean().sqrt()
+    return float(p.std() / noise.clamp_min(1e-30))
+
+
 def device_accuracy(run: Path, device: str, shots: int) -> dict[str, Any]:
-    """The trained run read from ``device``'s noise model at ``shots`` (cached beside the run)."""
-    from ..evaluation import evaluate_run
+    """The trained run read from ``device``'s noise model at ``shots``, and the readout SNR of its
+    exact P at that budget (cached beside the run)."""
+    from ..ansatz import states_for
+    from ..evaluation import evaluate_run, run_config
+    from ..rundir import BEST_CHECKPOINT, RunDir, load_model_state
+    from ..targets import build_target, count_parameters
 
     cache = run / f"device_{device}_{shots}.json"
     if cache.exists():
         return json.loads(cache.read_text())
     result = evaluate_run(run, overrides={"backend": "aer_noisy", "noise": device, "shots": shots})
+    rundir = RunDir.existing(run)
+    config = run_config(rundir)
+    model = build_model(config, torch.device("cpu"))
+    load_model_state(model, rundir.load_checkpoint(BEST_CHECKPOINT)["model"], "of the run")
+    with torch.no_grad():
+        probs = model.quantum()
+    used = states_for(count_parameters(build_target(config.model.target)), config.model.weights_per_state)
+    result["readout_snr"] = readout_snr(probs, used, shots)
     _write(cache, json.dumps(result, indent=2))
     return result
 
@@ -146,13 +175,15 @@ def cell_rows(plan: MapPlan, out: Path) -> list[dict[str, Any]]:
         controls = {label: acc for label, acc in accuracy.items() if label != "trained" and acc}
         best = max(controls, key=lambda label: statistics.mean(controls[label].values())) if controls else None
         lead = [-d for d in paired_differences(trained, controls[best])] if best else []
-        device = [
-            json.loads(path.read_text())["test_accuracy"]
+        readings = [
+            json.loads(path.read_text())
             for seed in trained
             if (
                 path := out / "runs" / f"{name}_trained_seed{seed}" / f"device_{plan.device}_{plan.device_shots}.json"
             ).exists()
         ]
+        device = [r["test_accuracy"] for r in readings]
+        snr = [r["readout_snr"] for r in readings if "readout_snr" in r]
         low, high = bootstrap_ci(lead) if lead else (float("nan"), float("nan"))
         rows.append(
             {
@@ -164,6 +195,7 @@ def cell_rows(plan: MapPlan, out: Path) -> list[dict[str, Any]]:
                 "lead_low": low,
                 "lead_high": high,
                 "device": statistics.mean(device) if device else float("nan"),
+                "readout_snr": statistics.mean(snr) if snr else float("nan"),
             }
         )
     return rows
@@ -180,7 +212,16 @@ def write_map_report(plan: MapPlan, out: Path) -> list[Path]:
     rows = cell_rows(plan, out)
     if not rows:
         raise ConfigError(f"{out} has no finished trained runs yet: nothing to report")
-    header = ["cell", *VARIANTS, "seeds", "best control", "lead (points)", "95% bootstrap", f"{plan.device} raw"]
+    header = [
+        "cell",
+        *VARIANTS,
+        "seeds",
+        "best control",
+        "lead (points)",
+        "95% bootstrap",
+        f"{plan.device} raw",
+        "readout SNR",
+    ]
     body = [
         [
             r["cell"],
@@ -190,24 +231,24 @@ def write_map_report(plan: MapPlan, out: Path) -> list[Path]:
             _pct(r["lead"]),
             f"[{_pct(r['lead_low'])}, {_pct(r['lead_high'])}]",
             _pct(r["device"]),
+            "-" if r["readout_snr"] != r["readout_snr"] else f"{r['readout_snr']:.1f}",
         ]
         for r in rows
     ]
     note = (
         f"Test accuracy (%), mean over seeds {plan.seeds}; lead = trained minus its best control, paired by seed "
         f"(the bootstrap over {len(plan.seeds)} seeds is crude: its interval spans the per-seed leads). "
-        f"{plan.device}: the trained circuit's best-validation weights read at {plan.device_shots} shots.\n\n"
+        f"{plan.device}: the trained circuit's best-validation weights read at {plan.device_shots} shots. Readout SNR: "
+        "spread of the exact P over the used outcomes / shot noise of one outcome at that budget (below ~1 a device "
+        "cannot tell the trained values apart).\n\n"
     )
     _write(out / TABLE, note + markdown_table(header, body) + "\n")
-    csv_lines = [",".join(["cell", *VARIANTS, "seeds", "best_control", "lead", "lead_low", "lead_high", "device"])]
-    csv_lines += [
-        ",".join(
-            f'"{r["cell"]}"' if key == "cell" else str(r[key])
-            for key in ["cell", *VARIANTS, "seeds", "best_control", "lead", "lead_low", "lead_high", "device"]
-        )
-        for r in rows
-    ]
-    _write(out / CSV, "\n".join(csv_lines) + "\n")
+    columns = ["cell", *VARIANTS, "seeds", "best_control", "lead", "lead_low", "lead_high", "device", "readout_snr"]
+    text = io.StringIO()
+    writer = csv.DictWriter(text, columns, extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    _write(out / CSV, text.getvalue())
     plot_map(rows, plan, out / PICTURE)
     return [out / TABLE, out / CSV, out / PICTURE]
 
