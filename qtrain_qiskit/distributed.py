@@ -20,15 +20,11 @@ import contextlib
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 import torch
 import torch.distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
-
-if TYPE_CHECKING:
-    from .config import Config
 
 
 @dataclass(frozen=True)
@@ -95,14 +91,3 @@ def session(device: torch.device) -> Iterator[Context]:
         yield Context(rank=dist.get_rank(), world_size=world_size, device=device)
     finally:
         dist.destroy_process_group()
-
-
-def check_parallel(config: Config, context: Context) -> None:
-    """Refuse data parallelism where every rank would pay for its own circuit executions."""
-    from . import backends
-    from .config import ConfigError
-
-    if context.world_size > 1 and backends.backend_class(config.execution.backend).paid:
-        raise ConfigError(
-            f"backend {config.execution.backend} cannot run data parallel: every rank would submit its own jobs"
-        )

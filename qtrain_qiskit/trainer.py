@@ -23,9 +23,9 @@ from tqdm.auto import tqdm
 from . import backends
 from .budget import check, estimate
 from .build import build_model, resolve_device
-from .config import Config, to_yaml
+from .config import Config, ConfigError, to_yaml
 from .data import TensorData, load_dataset, resolve_data_dir, train_val_split
-from .distributed import Context, check_parallel
+from .distributed import Context
 from .evaluation import score
 from .model import QuantumTrain
 from .progress import EpochTally, compression_table, plot_curves
@@ -41,6 +41,14 @@ from .rundir import (
     load_model_state,
 )
 from .stepper import Stepper
+
+
+def check_parallel(config: Config, context: Context) -> None:
+    """Refuse data parallelism where every rank would pay for its own circuit executions."""
+    if context.world_size > 1 and backends.backend_class(config.execution.backend).paid:
+        raise ConfigError(
+            f"backend {config.execution.backend} cannot run data parallel: every rank would submit its own jobs"
+        )
 
 
 def checkpoint_interval(config: Config) -> int:

@@ -10,8 +10,9 @@ import torch
 
 from qtrain_qiskit.config import Config, ConfigError
 from qtrain_qiskit.data import TensorData
-from qtrain_qiskit.distributed import Context, check_parallel
+from qtrain_qiskit.distributed import Context
 from qtrain_qiskit.rundir import EXPORT_FILE, METRICS_FILE, SUMMARY_FILE
+from qtrain_qiskit.trainer import check_parallel
 
 from .conftest import REPO, make_fake_mnist, run_script_inprocess
 
