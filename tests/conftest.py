@@ -17,8 +17,10 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
 
+# Every test module names its tier here, one line in one of the two sets (tests/test_suite.py fails
+# for a module in neither or both, so a new module cannot land in a tier by default).
 # The end-to-end tier: modules that run the scripts, subprocesses (kill -9, torchrun), sweeps, fake
-# devices or a wheel build. Everything else is the fast unit tier: `python -m pytest -m "not e2e"`.
+# devices or a wheel build: `python -m pytest -m e2e`.
 E2E_MODULES = {
     "test_training",
     "test_reliability",
@@ -32,14 +34,52 @@ E2E_MODULES = {
     "test_mitigation",
     "test_hardware_configs",
     "test_density",
+    "test_torch_density",
     "test_contribution_map",
 }
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+# The fast unit tier: `python -m pytest -m "not e2e"` (under a minute on 2 cores).
+UNIT_MODULES = {
+    "test_ablations",
+    "test_ansatz",
+    "test_backend_options",
+    "test_backends",
+    "test_budget",
+    "test_config",
+    "test_data",
+    "test_generator",
+    "test_head_bits",
+    "test_mapping",
+    "test_model",
+    "test_qnn",
+    "test_sampled",
+    "test_shot_noise",
+    "test_start",
+    "test_structure",
+    "test_suite",
+    "test_weights_per_state",
+}
+
+
+def asks_for_slow(markexpr: str) -> bool:
+    """Whether a -m expression names the slow marker; slow tests run only then."""
+    return "slow" in markexpr.replace("(", " ").replace(")", " ").split()
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    # Runs before pytest applies -m, so "-m e2e" and "-m 'not e2e'" see the tier marker. Slow tests
+    # are dropped here rather than by an addopts "-m 'not slow'", which any -m on the command line
+    # replaces (and "-m e2e" would then pull the slow tests in).
+    run_slow = asks_for_slow(config.option.markexpr or "")
+    kept, slow = [], []
     for item in items:
         if item.module.__name__.rsplit(".", 1)[-1] in E2E_MODULES:
             item.add_marker(pytest.mark.e2e)
+        (kept if run_slow or item.get_closest_marker("slow") is None else slow).append(item)
+    if slow:
+        config.hook.pytest_deselected(items=slow)
+        items[:] = kept
 
 
 def write_idx(path: Path, array: np.ndarray) -> None:
@@ -63,12 +103,19 @@ def make_fake_mnist(root: Path, n_train: int = 1200, n_test: int = 300, seed: in
     return root
 
 
+def real_mnist_root() -> Path | None:
+    """The real MNIST the README points at: QTRAIN_DATA_DIR when set, else ../shared/data; None if
+    the folder has no MNIST in torchvision's raw layout."""
+    for root in (os.environ.get("QTRAIN_DATA_DIR"), SHARED_DATA):
+        if root and (Path(root) / "MNIST" / "raw" / "train-images-idx3-ubyte").is_file():
+            return Path(root)
+    return None
+
+
 @pytest.fixture(scope="session")
 def mnist_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Real MNIST from ../shared/data when present (CI, developers), else a generated one."""
-    if (SHARED_DATA / "MNIST" / "raw" / "train-images-idx3-ubyte").is_file():
-        return SHARED_DATA
-    return make_fake_mnist(tmp_path_factory.mktemp("fake_data"))
+    """Real MNIST when present (CI, developers), else a generated one."""
+    return real_mnist_root() or make_fake_mnist(tmp_path_factory.mktemp("fake_data"))
 
 
 def load_script(name: str):
