@@ -138,7 +138,7 @@ def test_compare_plans_the_shot_trained_hardware_config(tmp_path):
 
 
 def test_paired_statistics_match_a_hand_computed_example():
-    from qtrain_qiskit.comparison import bootstrap_ci, paired_differences, wilcoxon_p
+    from qtrain_qiskit.reporting.comparison import bootstrap_ci, paired_differences, wilcoxon_p
 
     trained = {0: 0.95, 1: 0.96, 2: 0.94, 7: 0.5}
     frozen = {0: 0.95, 1: 0.96, 2: 0.97}  # seed 7 has no partner and is left out
@@ -154,8 +154,8 @@ def test_paired_statistics_match_a_hand_computed_example():
 
 
 def test_several_comparisons_plot_each_variant_at_its_budget():
-    from qtrain_qiskit.comparison import family_points
-    from qtrain_qiskit.report import Group, RunResult
+    from qtrain_qiskit.reporting.comparison import family_points
+    from qtrain_qiskit.reporting.runs import Group, RunResult
 
     def run(group, name, trainable, accuracy, seed, method="quantum_train", target="mnist_cnn", quantum="trained"):
         counts = dict(quantum_params=0, mapping_params=0, target_params=6676, num_qubits=13, num_blocks=8)

@@ -21,10 +21,10 @@ from tqdm.auto import tqdm
 from ..cli import run_main
 from ..config import NO_CIRCUIT, ConfigError, StrictParser, add_field_flags, apply_flat, load_yaml
 from ..evaluation import CHECKPOINTS
+from ..reporting.noise import write_report
 from ..rundir import RunDir, write_atomic
 from ..sweeps.executor import run_tasks
 from ..sweeps.noise import COLUMNS, NoiseSweepConfig, SweepContext, check_settings, estimate, plan, run_cell
-from ..sweeps.noise_report import write_report
 from ..sweeps.results import ResultFile
 
 RESULTS_FILE, SETTINGS_FILE = "results.csv", "sweep.yaml"

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from ..cli import run_main
 from ..config import StrictParser
-from ..report import write_report
+from ..reporting.results import write_report
 
 
 def main(argv: list[str] | None = None) -> int:

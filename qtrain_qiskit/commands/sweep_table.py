@@ -15,8 +15,8 @@ from pathlib import Path
 
 from ..cli import run_main
 from ..config import ConfigError, StrictParser
+from ..reporting.noise import write_report
 from ..sweeps.noise import COLUMNS
-from ..sweeps.noise_report import write_report
 from ..sweeps.results import ResultFile
 from .noise_sweep import RESULTS_FILE
 

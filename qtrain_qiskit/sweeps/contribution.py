@@ -163,7 +163,7 @@ def _accuracies(out: Path, cell: str, label: str, seeds: list[int]) -> dict[int,
 def cell_rows(plan: MapPlan, out: Path) -> list[dict[str, Any]]:
     """One row per cell: each variant's mean accuracy, the trained circuit's lead over its best
     control (paired by seed, with its bootstrap interval) and its accuracy on the device."""
-    from ..comparison import bootstrap_ci, paired_differences
+    from ..reporting.comparison import bootstrap_ci, paired_differences
 
     rows = []
     for cell in grid_points(plan.axes):
@@ -207,7 +207,7 @@ def _pct(value: float) -> str:
 
 def write_map_report(plan: MapPlan, out: Path) -> list[Path]:
     """contribution.md and .csv (one row per cell) and contribution.png: lead vs device accuracy."""
-    from .results import markdown_table
+    from ..reporting.tables import markdown_table
 
     rows = cell_rows(plan, out)
     if not rows:

@@ -18,10 +18,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .config import QUANTUM_STAGES
-from .report import Group, RunResult
-from .rundir import write_atomic
-from .sweeps.results import markdown_table
+from ..rundir import write_atomic
+from ..stages import QUANTUM_STAGES
+from .runs import Group, RunResult
+from .tables import markdown_table
 
 COMPARISON_FILE, COMPARISON_CURVE = "comparison.md", "comparison_vs_params.png"
 REFERENCE = QUANTUM_STAGES[0]  # "trained": the model every other variant is paired with

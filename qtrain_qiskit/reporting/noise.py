@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..rundir import save_figure, write_atomic
-from .results import markdown_table, mean_std
+from .tables import markdown_table, mean_std
 
 TABLE_FILE, SHOTS_PLOT, DEPOLARIZING_PLOT, DEVICES_PLOT, TRAINING_PLOT = (
     "table.md",

@@ -8,92 +8,16 @@ from __future__ import annotations
 
 import csv
 import io
-import json
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from .rundir import SUMMARY_FILE, RunDir, RunDirError, save_figure, write_atomic
-from .sweeps.results import markdown_table, mean_std
+from ..rundir import save_figure, write_atomic
+from .comparison import write_comparison
+from .runs import Group, RunResult, group_runs, load_result
+from .tables import markdown_table
 
 TABLE_FILE, CSV_FILE, CURVE_FILE = "results.md", "results.csv", "accuracy_vs_params.png"
-
-
-@dataclass
-class RunResult:
-    """What the report needs of one finished run."""
-
-    path: str
-    name: str
-    method: str
-    seed: int
-    test_accuracy: float
-    best_val_accuracy: float
-    trainable_params: int
-    quantum_params: int
-    mapping_params: int
-    target_params: int
-    num_qubits: int
-    num_blocks: int
-    hidden: str
-    epochs: int
-    train_seconds: float
-    target: str = "mnist_cnn"
-    quantum: str = "trained"  # the quantum stage (an ablation when not "trained")
-    group: str | None = None  # the comparison it belongs to (train_grid --compare)
-
-
-def load_result(path: str | Path) -> RunResult:
-    """A finished run's summary and configuration; an unfinished one is refused in one line."""
-    run = RunDir.existing(path)
-    summary_path = run.file(SUMMARY_FILE)
-    if not summary_path.exists():
-        raise RunDirError(f"{run.path} has no {SUMMARY_FILE}: the run has not finished")
-    summary = json.loads(summary_path.read_text())
-    config = run.config()
-    return RunResult(
-        path=str(run.path),
-        name=config.name,
-        method=config.model.method,
-        seed=summary["seed"],
-        test_accuracy=summary["test_accuracy"],
-        best_val_accuracy=summary["best_val_accuracy"],
-        trainable_params=summary["trainable_params"],
-        quantum_params=summary["quantum_params"],
-        mapping_params=summary["mapping_params"],
-        target_params=summary["target_params"],
-        num_qubits=summary["num_qubits"],
-        num_blocks=summary["num_blocks"],
-        hidden="-" if config.model.method == "classical" else ",".join(map(str, config.model.hidden)),
-        epochs=summary["epochs"],
-        train_seconds=summary["train_seconds"],
-        target=config.model.target,
-        quantum=config.model.quantum,
-        group=config.group,
-    )
-
-
-@dataclass
-class Group:
-    name: str
-    runs: list[RunResult]
-
-    @property
-    def first(self) -> RunResult:
-        return self.runs[0]
-
-    def stat(self, field: str) -> tuple[float, float]:
-        return mean_std(getattr(run, field) for run in self.runs)
-
-
-def group_runs(results: Iterable[RunResult]) -> list[Group]:
-    """Runs of the same configuration name together, ordered by trainable parameters."""
-    groups: dict[str, list[RunResult]] = {}
-    for result in results:
-        groups.setdefault(result.name, []).append(result)
-    ordered = [Group(name, sorted(runs, key=lambda r: r.seed)) for name, runs in groups.items()]
-    return sorted(ordered, key=lambda g: (g.first.method == "classical", g.first.trainable_params, g.name))
 
 
 HEADER = [
@@ -185,8 +109,6 @@ def plot_curve(groups: Sequence[Group], path: Path) -> None:
 def write_report(paths: Sequence[str | Path], out: Path) -> list[Path]:
     """Markdown table, per-run CSV and the curve for the runs at ``paths``, plus the comparison
     table and plot when runs of `train_grid --compare` are among them; returns the files."""
-    from .comparison import write_comparison
-
     groups = group_runs(load_result(path) for path in paths)
     out.mkdir(parents=True, exist_ok=True)
     write_atomic(out / TABLE_FILE, lambda handle: handle.write(table(groups).encode()))
