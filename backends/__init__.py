@@ -4,7 +4,7 @@ Importing this package registers the built-in backends; see `reference.py` for t
 complete one.
 """
 
-from . import aer, ibm_runtime, reference, torch_statevector  # noqa: F401  (registration side effects)
+from . import aer, ibm_runtime, reference, torch_density, torch_statevector  # noqa: F401  (registration side effects)
 from .base import Backend, BackendError, JobLedger
 from .options import BackendOptions, option
 from .registry import (

@@ -1,0 +1,364 @@
+"""Exact noisy simulation in torch: the density matrix of `aer_density`'s circuit, differentiable.
+
+`aer_density` gives the exact noisy distribution of a device's (compacted) circuit, but Aer has no
+reverse pass: training through it costs 2P density-matrix runs a step (parameter shift). This
+engine runs the very same `NoisySimulation` (the ISA circuit compacted onto its active qubits, the
+device's gate errors and relaxation restricted to them, the asymmetric readout matrices; built by
+`aer_density` itself) as torch operations, so the gradient is one reverse pass (autograd).
+
+The density matrix is held as its real coordinates in the normalized Pauli basis: a vector over 4^n
+entries, one axis of 4 per qubit (I, X, Y, Z), so an operation on k qubits is a real 4^k x 4^k
+Pauli transfer matrix applied to k axes (real arithmetic: complex batched products were 50x slower
+here). Three things make it fast:
+
+- every instruction is a channel (gate, then its error; the noise model's passes add relaxation
+  after delays): fixed ones become superoperators once, in numpy, when the circuit is compiled;
+- the single-qubit channels on a qubit between two of its two-qubit gates form a *chain*; all
+  chains are multiplied out in one vectorized pass per position (the angles enter there), then each
+  chain is folded into the two-qubit gate that follows it, so the state sees one 16 x 16 product per
+  two-qubit gate and nothing else;
+- the final chains, the readout matrices and the extraction of the diagonal form one 2 x 4 map per
+  qubit, applied to the state at the end.
+
+Precision: float64 on CPU and CUDA; MPS has no float64, so float32 there.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from qiskit import QuantumCircuit
+from qiskit.circuit import Instruction
+from qiskit.quantum_info import Kraus, Operator
+from qiskit_aer.noise import NoiseModel, QuantumError
+
+from .aer import AerDensityBackend, NoiseOptions
+from .base import Backend
+from .noisy_simulation import MAX_DENSITY_QUBITS, NoisySimulation
+from .registry import register
+from .torch_statevector import PARAMETERIZED_GATES, _angle_reference, _gate_matrices
+
+IGNORED = ("barrier", "measure", "delay")  # delay's relaxation is the channel the noise passes add after it
+AER_ERROR_THRESHOLD = 1e-10  # qiskit-aer's QuantumError threshold (C++ default), see `_kraus`
+PAULIS = np.array([[[1, 0], [0, 1]], [[0, 1], [1, 0]], [[0, -1j], [1j, 0]], [[1, 0], [0, -1]]])
+# From the entries rho[r, c] (index 2r + c) of one qubit to its coordinates Tr(P_i rho) / sqrt(2).
+TO_PAULI = PAULIS.transpose(0, 2, 1).reshape(4, 4) / np.sqrt(2)
+EXTRACT = np.array([[1.0, 0, 0, 1], [1, 0, 0, -1]]) / np.sqrt(2)  # Pauli coordinates -> rho[0, 0], rho[1, 1]
+GROUND = np.array([1.0, 0, 0, 1]) / np.sqrt(2)  # |0><0|
+
+
+def pauli_transfer(kraus: list[np.ndarray]) -> np.ndarray:
+    """The real Pauli transfer matrix R[L', L] of a channel on k qubits given by Kraus matrices (Qiskit's
+    little-endian order), with L = sum_j i_j 4^j over the channel's qubits j and Pauli indices i_j."""
+    k = int(np.log2(kraus[0].shape[0]))
+    index = np.arange(4**k)
+    pairs = (index[:, None] >> (2 * np.arange(k))) & 3
+    rows = ((pairs >> 1) << np.arange(k)).sum(axis=1)
+    cols = ((pairs & 1) << np.arange(k)).sum(axis=1)
+    superop = sum(m[rows[:, None], rows[None, :]] * m[cols[:, None], cols[None, :]].conj() for m in kraus)
+    change = np.ones((1, 1))
+    for _ in range(k):
+        change = np.kron(TO_PAULI, change)  # qubit j at 4^j: the first qubit least significant
+    return (change @ superop @ change.conj().T).real
+
+
+def _error_kraus(noise: NoiseModel, name: str, qubits: tuple[int, ...], cache: dict) -> list[np.ndarray] | None:
+    """The Kraus matrices of the error the noise model applies after ``name`` on ``qubits``, as Aer
+    looks it up: the local error for exactly these qubits (in this order) first, else the all-qubit one."""
+    error = noise._local_quantum_errors.get(name, {}).get(qubits, noise._default_quantum_errors.get(name))
+    if error is None:
+        return None
+    if id(error) not in cache:
+        cache[id(error)] = (error, _kraus(error))
+    return cache[id(error)][1]
+
+
+def _kraus(error: QuantumError) -> list[np.ndarray]:
+    """Kraus matrices of ``error`` as Aer simulates it: Aer drops the terms of a mixture whose
+    probability is at most `AER_ERROR_THRESHOLD` (not renormalized; ~1e-11 per CZ on fake_torino, 7e-10
+    on the device configuration's outcome probabilities), so the same terms are dropped here."""
+    kept = [(p, c) for p, c in zip(error.probabilities, error.circuits, strict=True) if p > AER_ERROR_THRESHOLD]
+    return [np.sqrt(p) * np.asarray(m) for p, circuit in kept for m in Kraus(circuit).data]
+
+
+@dataclass
+class _Element:
+    """One factor of a single-qubit chain: a fixed 4x4 Pauli transfer matrix, or a parameterized gate."""
+
+    fixed: np.ndarray | None = None
+    kind: str = ""
+    reference: tuple[int, float, float] | None = None  # (parameter column, scale, offset)
+
+
+@dataclass
+class _Group:
+    """Chain factors at the same position, built together: fixed matrices or one gate kind."""
+
+    slots: torch.Tensor
+    matrices: torch.Tensor | None = None  # (s, 4, 4) for fixed factors
+    kind: str = ""
+    param_index: torch.Tensor | None = None
+    scale: torch.Tensor | None = None
+    offset: torch.Tensor | None = None
+
+
+@dataclass
+class NoisyProgram:
+    """A compiled noisy circuit: chains by position, two-qubit transfer matrices, the final maps."""
+
+    num_qubits: int
+    num_slots: int = 0
+    positions: list[list[_Group]] = field(default_factory=list)
+    pairs: list[tuple[int, int]] = field(default_factory=list)  # (a, b) of each two-qubit gate, in order
+    pair_slots: torch.Tensor | None = None  # (pairs, 2): chain slots of a and b before the gate
+    pair_matrices: torch.Tensor | None = None  # (pairs, 16, 16)
+    final_slots: torch.Tensor | None = None  # (n,): each qubit's last chain
+    final_maps: torch.Tensor | None = None  # (n, rows, 4): readout^T x extraction (rows 2 if measured, 1 if traced)
+    # measured qubits from the most significant outcome bit down, then the unmeasured (traced out)
+    output_order: list[int] = field(default_factory=list)
+    num_measured: int = 0
+    initial: torch.Tensor | None = None  # (1, 4, ..., 4): |0...0><0...0| in Pauli coordinates
+    to_pauli: torch.Tensor | None = None  # TO_PAULI, for the parameterized gates' transfer matrices
+
+
+class _Compiler:
+    """Walks the noisy circuit once: chains per qubit, closed by each two-qubit gate."""
+
+    def __init__(self, circuit: QuantumCircuit, noise: NoiseModel) -> None:
+        self.circuit, self.noise, self.cache = circuit, noise, {}
+        self.index = {p: j for j, p in enumerate(circuit.parameters)}
+        self.chains: list[list[_Element]] = []
+        self.open = [self._new_chain() for _ in range(circuit.num_qubits)]
+        self.pairs: list[tuple[int, int, int, int, np.ndarray]] = []
+
+    def _new_chain(self) -> int:
+        self.chains.append([])
+        return len(self.chains) - 1
+
+    def _push(self, qubit: int, element: _Element) -> None:
+        chain = self.chains[self.open[qubit]]
+        if element.fixed is not None and chain and chain[-1].fixed is not None:
+            chain[-1] = _Element(element.fixed @ chain[-1].fixed)  # consecutive fixed factors: one matrix
+        else:
+            chain.append(element)
+
+    def add(self, operation: Instruction, qubits: tuple[int, ...]) -> None:
+        """One instruction: the gate, then the error the noise model applies after it."""
+        name, parameterized = operation.name, operation.is_parameterized()
+        if parameterized:
+            if len(qubits) != 1 or name not in PARAMETERIZED_GATES or len(operation.params) != 1:
+                raise ValueError(f"the noisy torch engine cannot simulate the parameterized gate {name!r}")
+            self._push(qubits[0], _Element(kind=name, reference=_angle_reference(operation.params[0], self.index)))
+            kraus = [np.eye(2)]  # its error, if any, follows as a fixed factor
+        elif name == "quantum_channel":  # relaxation added by the noise model's passes
+            kraus = _kraus(operation._quantum_error)
+        elif len(qubits) > 2:
+            raise ValueError(f"the noisy torch engine cannot simulate {name!r} on {len(qubits)} qubits")
+        else:
+            kraus = [Operator(operation).data]
+        error = _error_kraus(self.noise, name, qubits, self.cache)
+        if error is None and parameterized:
+            return
+        if error is not None:
+            kraus = [e @ k for e in error for k in kraus]
+        if len(qubits) == 1:
+            self._push(qubits[0], _Element(pauli_transfer(kraus)))
+        else:
+            a, b = qubits
+            self.pairs.append((a, b, self.open[a], self.open[b], pauli_transfer(kraus)))
+            self.open[a], self.open[b] = self._new_chain(), self._new_chain()
+
+
+def compile_noisy(simulation: NoisySimulation, real: torch.dtype, device: torch.device) -> NoisyProgram:
+    """Compile ``simulation`` (from `aer_density`'s preparation) into a `NoisyProgram`."""
+    circuit, noise = simulation.circuit, simulation.noise_model
+    manager = noise._pass_manager()
+    noisy = manager.run(circuit) if manager is not None else circuit
+    compiler = _Compiler(noisy, noise)
+    measured = {}
+    for instruction in noisy.data:
+        qubits = tuple(noisy.find_bit(q).index for q in instruction.qubits)
+        if instruction.operation.name == "measure":
+            measured[qubits[0]] = noisy.find_bit(instruction.clbits[0]).index
+        if instruction.operation.name not in IGNORED:
+            compiler.add(instruction.operation, qubits)
+    return _assemble(compiler, measured, simulation.readout, real, device)
+
+
+def _positions(chains: list[list[_Element]], real: torch.dtype, device: torch.device) -> list[list[_Group]]:
+    """The chains' factors grouped by position: at each, the fixed ones together and each gate kind."""
+    tensor = lambda values, dtype=real: torch.tensor(values, dtype=dtype, device=device)  # noqa: E731
+    positions = []
+    for position in range(max((len(chain) for chain in chains), default=0)):
+        members: dict[str, list] = {}
+        for slot, chain in enumerate(chains):
+            if position < len(chain):
+                element = chain[position]
+                members.setdefault("fixed" if element.fixed is not None else element.kind, []).append((slot, element))
+        groups = []
+        for kind, items in members.items():
+            slots = tensor([s for s, _ in items], torch.int64)
+            if kind == "fixed":
+                groups.append(_Group(slots, tensor(np.stack([e.fixed for _, e in items]))))
+            else:
+                refs = np.array([e.reference for _, e in items])
+                column, scale, offset = tensor(refs[:, 0].astype(np.int64), torch.int64), refs[:, 1], refs[:, 2]
+                groups.append(_Group(slots, None, kind, column, tensor(scale), tensor(offset)))
+        positions.append(groups)
+    return positions
+
+
+def _assemble(
+    compiler: _Compiler, measured: dict[int, int], readout: np.ndarray, real: torch.dtype, device: torch.device
+) -> NoisyProgram:
+    """Turn the compiler's chains and pairs into tensors, and add the final maps and the initial state."""
+    n = compiler.circuit.num_qubits
+    program = NoisyProgram(n, num_slots=len(compiler.chains), positions=_positions(compiler.chains, real, device))
+    program.pairs = [(a, b) for a, b, *_ in compiler.pairs]
+    program.pair_slots = torch.tensor([[sa, sb] for _, _, sa, sb, _ in compiler.pairs], device=device).reshape(-1, 2)
+    matrices = np.stack([m for *_, m in compiler.pairs]) if compiler.pairs else np.zeros((0, 16, 16))
+    program.pair_matrices = torch.tensor(matrices, dtype=real, device=device)
+    program.final_slots = torch.tensor(compiler.open, device=device)
+    clbits = sorted(measured.values())
+    by_clbit = {clbit: qubit for qubit, clbit in measured.items()}
+    maps = [readout[measured[q]].T @ EXTRACT if q in measured else None for q in range(n)]
+    rows = max((m.shape[0] for m in maps if m is not None), default=2)
+    program.final_maps = torch.tensor(
+        np.stack([m if m is not None else np.pad([[np.sqrt(2), 0, 0, 0]], ((0, rows - 1), (0, 0))) for m in maps]),
+        dtype=real,
+        device=device,
+    )
+    program.output_order = [by_clbit[k] for k in reversed(clbits)] + [q for q in range(n) if q not in measured]
+    program.num_measured = len(clbits)
+    initial = np.ones(1)
+    for _ in range(n):
+        initial = np.kron(GROUND, initial)
+    program.initial = torch.tensor(initial, dtype=real, device=device).reshape(1, *([4] * n))
+    complex_dtype = torch.complex128 if real == torch.float64 else torch.complex64
+    program.to_pauli = torch.tensor(TO_PAULI, dtype=complex_dtype, device=device)
+    return program
+
+
+def _transfer_1q(kind: str, angles: torch.Tensor, change: torch.Tensor) -> torch.Tensor:
+    """(..., 4, 4) Pauli transfer matrices of parameterized single-qubit gates: T (U (x) conj U) T^dagger."""
+    u = _gate_matrices(kind, angles, change.dtype)
+    superop = (u[..., :, None, :, None] * u.conj()[..., None, :, None, :]).reshape(*u.shape[:-2], 4, 4)
+    return (change @ superop @ change.conj().T).real
+
+
+def _chains(program: NoisyProgram, values: torch.Tensor) -> torch.Tensor:
+    """Every chain's product (slots, B, 4, 4), one vectorized pass per position."""
+    batch = values.shape[0]
+    mats = torch.eye(4, dtype=values.dtype, device=values.device).expand(program.num_slots, batch, 4, 4)
+    for position, groups in enumerate(program.positions):
+        for group in groups:
+            if group.matrices is not None:
+                new = group.matrices[:, None].expand(-1, batch, 4, 4)
+            else:
+                angles = values[:, group.param_index].T * group.scale[:, None] + group.offset[:, None]
+                new = _transfer_1q(group.kind, angles, program.to_pauli)
+            if position > 0:
+                new = new @ mats.index_select(0, group.slots)
+            mats = mats.index_copy(0, group.slots, new)
+    return mats
+
+
+def _apply(state: torch.Tensor, order: list[int], qubits: list[int], matrix: torch.Tensor) -> tuple:
+    """``matrix`` (B, out, 4^k) on the axes of ``qubits`` (first least significant): a k-qubit
+    superoperator (out = 4^k) or, for one qubit, a final map (out = 1 or 2). The state's axes are left
+    in the new order (no permutation back), which the caller tracks through ``order``."""
+    batch = state.shape[0]
+    new_order = [q for q in order if q not in qubits] + list(reversed(qubits))
+    if new_order != order:
+        state = state.permute(0, *(1 + order.index(q) for q in new_order))
+    kept = state.shape[: state.dim() - len(qubits)]
+    if batch == 1:  # a plain matrix product: batched ones of one are several times slower on CPU
+        out = state.reshape(-1, matrix.shape[-1]) @ matrix[0].T
+    else:
+        out = state.reshape(batch, -1, matrix.shape[-1]) @ matrix.transpose(-1, -2)
+    return out.reshape(*kept, *([4] * len(qubits) if len(qubits) > 1 else [matrix.shape[-2]])), new_order
+
+
+def simulate_noisy(program: NoisyProgram, values: torch.Tensor, real: torch.dtype) -> torch.Tensor:
+    """Noisy outcome probabilities (B, 2^measured), readout included, for parameter values (B, P)."""
+    values = values.to(real)
+    batch, n = values.shape[0], program.num_qubits
+    mats = _chains(program, values)
+    if program.pairs:
+        a, b = mats[program.pair_slots[:, 0]], mats[program.pair_slots[:, 1]]  # (pairs, B, 4, 4)
+        folded = (b[..., :, None, :, None] * a[..., None, :, None, :]).reshape(*a.shape[:-2], 16, 16)
+        gates = program.pair_matrices[:, None] @ folded  # (pairs, B, 16, 16): chain first, then the gate
+    state = program.initial.expand(batch, *([4] * n))
+    order = list(reversed(range(n)))  # the qubit on each axis, most significant first
+    for (a, b), gate in zip(program.pairs, gates.unbind(0) if program.pairs else [], strict=True):
+        state, order = _apply(state, order, [a, b], gate)  # unbind: one backward node, not one per gate
+    finals = program.final_maps[:, None] @ mats[program.final_slots]  # (n, B, rows, 4)
+    for q, final in enumerate(finals.unbind(0)):
+        state, order = _apply(state, order, [q], final)
+    state = state.permute(0, *(1 + order.index(q) for q in program.output_order))
+    return state.reshape(batch, 2**program.num_measured, -1).sum(-1)  # unmeasured qubits traced out
+
+
+@register
+class TorchDensityBackend(Backend):
+    """`aer_density`'s exact noisy distribution as torch operations: noise-aware training by autograd.
+
+    The noisy circuit is prepared by `aer_density` (same pass manager, compaction, noise model and
+    readout), then compiled by `compile_noisy`; ``aer_device`` only affects that preparation.
+    """
+
+    name = "torch_density"
+    exact = True  # no shot noise: --train-shots may add the measurement's
+    noisy = True
+    torch_native = True
+    Options = NoiseOptions
+    context = ("seed", "device")
+    max_qubits = MAX_DENSITY_QUBITS
+    max_qubits_reason = "holds a density matrix"
+
+    def __init__(
+        self,
+        noise: str = "depolarizing",
+        seed: int | None = None,
+        depolarizing_1q: float = 1e-3,
+        depolarizing_2q: float = 1e-2,
+        readout_error: float = 0.0,
+        aer_device: str = "CPU",
+        optimization_level: int = 2,
+        device: str | torch.device = "cpu",
+    ) -> None:
+        self.device = torch.device(device)
+        self.dtype = torch.float32 if self.device.type == "mps" else torch.float64
+        self.noise = noise
+        self.reference = AerDensityBackend(
+            noise, seed, depolarizing_1q, depolarizing_2q, readout_error, aer_device, optimization_level
+        )
+        self._programs: dict[int, tuple[QuantumCircuit, NoisyProgram]] = {}
+
+    def prepare(self, circuit: QuantumCircuit) -> NoisyProgram:
+        return self.program(circuit)
+
+    def program(self, circuit: QuantumCircuit) -> NoisyProgram:
+        """The compiled noisy form of ``circuit``, built on first use and cached for this backend."""
+        cached = self._programs.get(id(circuit))
+        if cached is None or cached[0] is not circuit:
+            simulation = self.reference.prepare(circuit)
+            cached = (circuit, compile_noisy(simulation, self.dtype, self.device))
+            self._programs[id(circuit)] = cached
+        return cached[1]
+
+    def torch_probabilities(self, circuit: QuantumCircuit, values: torch.Tensor) -> torch.Tensor:
+        """Differentiable noisy probabilities (B, 2^n) for angles (B, P) already on this device."""
+        return simulate_noisy(self.program(circuit), values, self.dtype)
+
+    def _probabilities(self, circuit: QuantumCircuit, values: np.ndarray) -> np.ndarray:
+        with torch.no_grad():
+            return self.torch_probabilities(circuit, torch.as_tensor(values, device=self.device)).cpu().double().numpy()
+
+    def _vjp(self, circuit: QuantumCircuit, values: np.ndarray, grad: np.ndarray) -> np.ndarray:
+        tensor = torch.as_tensor(values, dtype=self.dtype, device=self.device)
+        _, pullback = torch.func.vjp(lambda v: self.torch_probabilities(circuit, v), tensor)
+        (out,) = pullback(torch.as_tensor(grad, dtype=self.dtype, device=self.device))
+        return out.cpu().double().numpy()
