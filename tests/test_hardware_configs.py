@@ -101,7 +101,8 @@ def test_benchmark_times_a_runs_device_evaluations(hardware_run, mnist_root):
     assert status == 0, err
     result = json.loads(out)
     assert result["noise"] == "fake_torino" and result["noisy_sampling"] == "auto" and result["num_qubits"] == 7
-    assert len(result["scored_evaluation_s"]) == 2 and result["prepare_s"] > 0
-    assert result["median_scored_evaluation_s"] >= result["median_evaluation_s"] > 0
+    # Times are the benchmark's figures (scored >= circuit time holds by construction): what can
+    # break is what was timed, two scored evaluations of the run's weights.
+    assert len(result["scored_evaluation_s"]) == 2 and len(result["test_accuracies"]) == 2
     status, _, err = run_script_inprocess("benchmark.py", "--run", str(hardware_run))
     assert status == 2 and "--run times a run's evaluations: add --evaluate" in err

@@ -223,14 +223,15 @@ def test_benchmark_script_prints_step_and_evaluation_times():
     )
     assert status == 0, err
     result = json.loads(out)
-    assert result["p25_step_ms"] <= result["median_step_ms"] <= result["p75_step_ms"]
+    # The timings themselves are figures for the benchmark's reader (ordered quartiles and positive
+    # times hold by construction); what can break is what was timed.
     assert result["steps"] == 3 and (result["quantum_params"], result["mapping_params"]) == (13, 321)
     status, out, err = run_script_inprocess(
         "benchmark.py", "--evaluate", "--backend", "aer_noisy", "--shots", "100", "--blocks", "1", "--steps", "2"
     )
     assert status == 0, err
     result = json.loads(out)
-    assert result["noise"] == "depolarizing" and result["shots"] == 100 and result["median_evaluation_s"] > 0
+    assert result["noise"] == "depolarizing" and result["shots"] == 100 and result["repeats"] == 2
 
 
 @pytest.mark.parametrize("flags", [["--steps", "0"], ["--warmup", "-1"]])
