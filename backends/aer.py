@@ -3,8 +3,9 @@
 Aer's and Qiskit's stock V2 samplers always draw shots, and qiskit-ml's exact sampler binds and
 post-processes one circuit at a time. `AerExactSampler` keeps the SamplerV2 interface
 (``run(pubs, shots=None)`` -> `PrimitiveResult`) but, when no shots are asked for, returns the exact
-probabilities from Aer's statevector method for a whole batch of parameter sets in one Aer job:
-the circuit is transpiled once, parameters are bound inside Aer, experiments run in parallel.
+probabilities from Aer's statevector method for a whole batch of parameter sets in one call of
+Aer's controller: the circuit is transpiled and assembled once, angle arrays are bound inside Aer,
+experiments run in parallel.
 """
 
 from __future__ import annotations
@@ -15,9 +16,11 @@ from typing import ClassVar
 
 import numpy as np
 from qiskit import QuantumCircuit, transpile
+from qiskit.circuit import ParameterExpression
 from qiskit.primitives import BaseSamplerV2, DataBin, PrimitiveJob, PrimitiveResult, SamplerPubResult
 from qiskit.primitives.containers.sampler_pub import SamplerPub, SamplerPubLike
 from qiskit_aer import AerSimulator
+from qiskit_aer.backends.aer_compiler import assemble_circuits, generate_aer_config
 from qiskit_aer.noise import NoiseModel, depolarizing_error
 
 from .base import Backend, BackendError
@@ -126,18 +129,61 @@ class AerNoisyOptions(NoiseOptions, ShotsOptions, MitigationOptions):
             raise ValueError(f"mitigation: {reason}")
 
 
+@dataclass
+class _AerProgram:
+    """A circuit assembled for Aer's controller once: each run only sets the bound angle arrays.
+
+    ``angles`` lists, for every parameterized gate argument, (Aer's key, parameter column, scale,
+    offset): the angle is scale * value + offset, so binding is array arithmetic rather than one
+    Qiskit expression evaluation per row. None where an angle is not affine in one parameter (Aer's
+    own conversion then binds it).
+    """
+
+    circuit: QuantumCircuit  # the caller's circuit (identity-checked by the cache)
+    prepared: QuantumCircuit  # unmeasured, with a statevector snapshot, transpiled for Aer
+    assembled: list  # Aer's circuit objects, built once
+    index_maps: list
+    angles: list[tuple[tuple[int, int], int, float, float]] | None
+
+
+def _affine_angles(prepared: QuantumCircuit, index_map: list | None, parameters: list) -> list | None:
+    """(Aer key, column, scale, offset) per parameterized gate argument, or None if one is not affine."""
+    from .torch_statevector import _angle_reference  # the torch engine reads angles the same way
+
+    if isinstance(prepared.global_phase, ParameterExpression) and prepared.global_phase.parameters:
+        return None
+    columns, angles = {p: j for j, p in enumerate(parameters)}, []
+    for position, instruction in enumerate(prepared.data):
+        if not instruction.operation.is_parameterized():
+            continue
+        for argument, value in enumerate(instruction.operation.params):
+            try:
+                reference = _angle_reference(value, columns)
+            except ValueError:
+                return None
+            if reference is not None:
+                angles.append(((index_map[position] if index_map else position, argument), *reference))
+    return angles
+
+
 class AerExactSampler(BaseSamplerV2):
     """SamplerV2-compatible primitive whose pub results hold exact ``probabilities``.
 
     Each pub result's ``data.probabilities`` has shape (*pub.shape, 2^num_qubits), outcomes in
     Qiskit's little-endian order, over all qubits of the (unmeasured) circuit.
+
+    Aer simulates the statevector (``save_statevector``); the circuit is transpiled and assembled
+    into Aer's circuit objects once, and each run hands Aer's controller the bound angle arrays
+    directly (no job object, no `Result` conversion). The final statevectors of the latest run are
+    kept (`final_states`), so an exact reverse pass can start from them instead of simulating again.
     """
 
     def __init__(self, *, seed: int | None = None, device: str = "CPU") -> None:
         self._simulator = AerSimulator(
             method="statevector", device=check_aer_device(device), max_parallel_experiments=0, seed_simulator=seed
         )
-        self._prepared: dict[int, tuple[QuantumCircuit, QuantumCircuit]] = {}
+        self._programs: dict[int, _AerProgram] = {}
+        self._last: tuple[QuantumCircuit, np.ndarray, np.ndarray] | None = None
 
     def run(self, pubs: Iterable[SamplerPubLike], *, shots: int | None = None) -> PrimitiveJob:
         if shots is not None:
@@ -150,28 +196,56 @@ class AerExactSampler(BaseSamplerV2):
         job._submit()
         return job
 
-    def _prepare(self, circuit: QuantumCircuit) -> QuantumCircuit:
-        """Unmeasured copy with a probability snapshot, transpiled for Aer once per circuit."""
-        cached = self._prepared.get(id(circuit))
-        if cached is None or cached[0] is not circuit:
+    def final_states(self, circuit: QuantumCircuit, values: np.ndarray) -> np.ndarray | None:
+        """The statevectors (B, 2^n) the latest run computed, if it ran ``circuit`` at exactly ``values``."""
+        if self._last is None or self._last[0] is not circuit or not np.array_equal(self._last[1], values):
+            return None
+        return self._last[2]
+
+    def _program(self, circuit: QuantumCircuit) -> _AerProgram:
+        """Unmeasured copy with a statevector snapshot, transpiled and assembled for Aer once per circuit."""
+        cached = self._programs.get(id(circuit))
+        if cached is None or cached.circuit is not circuit:
             bare = circuit.remove_final_measurements(inplace=False)
-            bare.save_probabilities()
-            cached = (circuit, transpile(bare, self._simulator, optimization_level=0))
-            self._prepared[id(circuit)] = cached
-        return cached[1]
+            bare.save_statevector()
+            prepared = transpile(bare, self._simulator, optimization_level=0)
+            assembled, index_maps = assemble_circuits([prepared], self._simulator.configuration().basis_gates)
+            angles = _affine_angles(prepared, index_maps[0], list(circuit.parameters))
+            cached = _AerProgram(circuit, prepared, list(assembled), list(index_maps), angles)
+            self._programs[id(circuit)] = cached
+        return cached
+
+    def statevectors(self, circuit: QuantumCircuit, values: np.ndarray) -> np.ndarray:
+        """Final statevectors (B, 2^n) of ``circuit`` for parameter values (B, P) (B = 1 without parameters)."""
+        program = self._program(circuit)
+        if program.angles is not None:
+            bindings = [
+                [key, (values[:, column] * scale + offset).tolist()] for key, column, scale, offset in program.angles
+            ]
+        else:
+            binds = [{p: values[:, j] for j, p in enumerate(circuit.parameters)}]
+            bindings = self._simulator._convert_binds([program.prepared], binds, program.index_maps)[0]
+        options = {"parameterizations": [bindings]} if circuit.num_parameters else {}
+        config = generate_aer_config([program.prepared], self._simulator.options, **options)
+        for aer_circuit in program.assembled:
+            aer_circuit.circ_id = 0
+        output = self._simulator._execute_circuits(program.assembled, None, config)
+        if not output.get("success", False):
+            raise BackendError(f"aer_statevector: Aer failed: {output.get('status', 'no status')}")
+        states = np.stack([np.asarray(result["data"]["statevector"]) for result in output["results"]])
+        self._last = (circuit, values.copy(), states)
+        return states
 
     def _run(self, pubs: list[SamplerPub]) -> PrimitiveResult:
         return PrimitiveResult([self._run_pub(pub) for pub in pubs], metadata={"version": 2})
 
     def _run_pub(self, pub: SamplerPub) -> SamplerPubResult:
-        prepared = self._prepare(pub.circuit)
         parameters = list(pub.circuit.parameters)
-        binds, count = None, 1  # a parameterless circuit runs once and is broadcast
+        values = np.zeros((1, 0))  # a parameterless circuit runs once and is broadcast
         if parameters:
             values = pub.parameter_values.as_array(parameters).reshape(-1, len(parameters))
-            binds, count = [{p: values[:, j] for j, p in enumerate(parameters)}], len(values)
-        result = self._simulator.run([prepared], parameter_binds=binds).result()
-        probs = np.stack([np.asarray(result.data(i)["probabilities"]) for i in range(count)])
+        states = self.statevectors(pub.circuit, values)
+        probs = states.real**2 + states.imag**2
         probs = np.broadcast_to(probs, (pub.size, probs.shape[1])).reshape(*pub.shape, probs.shape[1])
         return SamplerPubResult(DataBin(probabilities=probs, shape=pub.shape), metadata={"shots": None})
 
@@ -180,9 +254,10 @@ class AerExactSampler(BaseSamplerV2):
 class AerStatevectorBackend(Backend):
     """Exact probabilities from Aer's statevector method (the reference execution path).
 
-    Aer has no reverse-mode gradient for probabilities, so the `adjoint` vector-Jacobian product
-    is computed by exact reverse-mode simulation of the same circuit in the torch engine (CPU,
-    float64); tests check it against parameter shift run on Aer itself.
+    Aer has no reverse-mode gradient for probabilities. The `adjoint` vector-Jacobian product is the
+    torch engine's reverse sweep (CPU, float64) started from the final statevector Aer computed in
+    the forward pass, so a training step simulates the circuit once; tests check it against
+    parameter shift run on Aer itself.
     """
 
     name = "aer_statevector"
@@ -198,7 +273,8 @@ class AerStatevectorBackend(Backend):
         return self.sampler.run([(circuit, values)]).result()[0].data.probabilities
 
     def _vjp(self, circuit: QuantumCircuit, values: np.ndarray, grad: np.ndarray) -> np.ndarray:
-        return self._reverse_mode.vjp(circuit, values, grad)
+        states = self.sampler.final_states(circuit, values)
+        return self._reverse_mode.vjp_from_state(circuit, values, grad, states)
 
 
 @register

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
@@ -31,7 +32,7 @@ PARAMETERIZED_GATES = ("ry", "rx", "rz", "p")
 PERMUTATION_GATES = ("cx", "swap")
 DIAGONAL_GATES = ("cz",)
 IGNORED = ("barrier",)
-CHUNK_QUBITS = 5  # at most 5 qubits per dense factor when applying a layer: 32x32 matrices
+CHUNK_QUBITS = 5  # at most 5 qubits per dense factor of a layer: 32x32 matrices
 
 
 @dataclass
@@ -57,11 +58,25 @@ class _ConstGroup:
 @dataclass
 class _Program:
     num_qubits: int
+    num_parameters: int = 0
     num_layers: int = 0
     is_complex: bool = False
     steps: list[list[_ParamGroup | _ConstGroup]] = field(default_factory=list)  # by position
-    # ("layer", (l, gather index or None)) | ("perm", idx) | ("diag", d); see _fuse_gathers
+    # ("layer", layer) | ("perm", gather index) | ("diag", sign vector), in circuit order
     ops: list[tuple[str, object]] = field(default_factory=list)
+    adjoint: _AdjointPlan | None = None  # the reverse sweep, where the circuit allows it
+
+
+@dataclass
+class _AdjointPlan:
+    """What `adjoint_gradient` needs: the inverted ops and where each RY angle's gradient goes."""
+
+    backward: list[tuple[str, object]]  # ("perm", inverse gather) | ("diag", signs) | ("layer", layer)
+    slots: torch.Tensor  # (r,) layer * n + qubit of every RY
+    columns: torch.Tensor  # (r,) its parameter column
+    scale: torch.Tensor  # (r,) d angle / d parameter
+    pair_index: list[torch.Tensor] = field(default_factory=list)  # per chunk: H entries (i, i ^ 2^t), flat
+    pair_sign: list[torch.Tensor] = field(default_factory=list)  # per chunk: (c, 2^c) factors +-1/2
 
 
 def _angle_reference(value: object, index: dict) -> tuple[int, float, float] | None:
@@ -79,13 +94,29 @@ def _angle_reference(value: object, index: dict) -> tuple[int, float, float] | N
 
 
 def _compile(circuit: QuantumCircuit, real: torch.dtype, device: torch.device) -> _Program:
+    """The circuit as a program: layers of single-qubit gates between fused gathers and sign vectors."""
+    program = _Program(num_qubits=circuit.num_qubits, num_parameters=circuit.num_parameters)
+    layer_gates = _read_gates(circuit, program)
+    program.is_complex = any(kind in ("rx", "rz", "p") for _, _, g in layer_gates for kind, _ in g) or any(
+        kind == "const" and np.iscomplexobj(m) and np.abs(m.imag).max() > 0 for _, _, g in layer_gates for kind, m in g
+    )
+    program.steps = _build_steps(layer_gates, program, real, device)
+    program.ops = _tensor_ops(program.ops, device, real)
+    program.adjoint = _adjoint_plan(layer_gates, program, real, device)
+    return program
+
+
+def _read_gates(circuit: QuantumCircuit, program: _Program) -> list[tuple[int, int, list]]:
+    """Fill ``program.ops`` with layers, permutations and sign vectors; the gates of each layer slot.
+
+    Returns (layer, qubit, gates) for every slot: gates in circuit order, each ("const", matrix) or
+    (kind, (parameter column, scale, offset)).
+    """
     n = circuit.num_qubits
     index = {p: j for j, p in enumerate(circuit.parameters)}
-    dim = 2**n
-    basis = np.arange(dim)
-    program = _Program(num_qubits=n)
+    basis = np.arange(2**n)
     slots: dict[int, list] = {}  # qubit -> gates of the open layer, in order
-    layer_gates: list[tuple[int, int, list]] = []  # (layer, qubit, gates)
+    layer_gates: list[tuple[int, int, list]] = []
 
     def close_layer() -> None:
         if slots:
@@ -113,16 +144,9 @@ def _compile(circuit: QuantumCircuit, real: torch.dtype, device: torch.device) -
             slots.setdefault(qubits[0], []).append(("const", np.asarray(op.to_matrix())))
         elif len(qubits) == 1 and name in PARAMETERIZED_GATES and len(op.params) == 1:
             slots.setdefault(qubits[0], []).append((name, reference))
-        elif name == "cx":
-            c, t = qubits
-            push_fixed("perm", basis ^ (((basis >> c) & 1) << t))
-        elif name == "swap":
-            a, b = qubits
-            diff = ((basis >> a) ^ (basis >> b)) & 1
-            push_fixed("perm", basis ^ (diff << a) ^ (diff << b))
-        elif name == "cz":
-            a, b = qubits
-            push_fixed("diag", 1.0 - 2.0 * (((basis >> a) & (basis >> b)) & 1))
+        elif name in TWO_QUBIT_OPS:
+            kind, vector = TWO_QUBIT_OPS[name](basis, *qubits)
+            push_fixed(kind, vector)
         else:
             supported = sorted(PARAMETERIZED_GATES + PERMUTATION_GATES + DIAGONAL_GATES)
             raise ValueError(
@@ -130,12 +154,33 @@ def _compile(circuit: QuantumCircuit, real: torch.dtype, device: torch.device) -
                 f"supported: {', '.join(supported)} and any fixed single-qubit gate"
             )
     close_layer()
+    return layer_gates
 
-    program.is_complex = any(kind in ("rx", "rz", "p") for _, _, g in layer_gates for kind, _ in g) or any(
-        kind == "const" and np.iscomplexobj(m) and np.abs(m.imag).max() > 0 for _, _, g in layer_gates for kind, m in g
-    )
+
+def _cx(basis: np.ndarray, c: int, t: int) -> tuple[str, np.ndarray]:
+    return "perm", basis ^ (((basis >> c) & 1) << t)
+
+
+def _swap(basis: np.ndarray, a: int, b: int) -> tuple[str, np.ndarray]:
+    diff = ((basis >> a) ^ (basis >> b)) & 1
+    return "perm", basis ^ (diff << a) ^ (diff << b)
+
+
+def _cz(basis: np.ndarray, a: int, b: int) -> tuple[str, np.ndarray]:
+    return "diag", 1.0 - 2.0 * (((basis >> a) & (basis >> b)) & 1)
+
+
+TWO_QUBIT_OPS = {"cx": _cx, "swap": _swap, "cz": _cz}  # gather index or sign vector over the basis
+
+
+def _build_steps(
+    layer_gates: list[tuple[int, int, list]], program: _Program, real: torch.dtype, device: torch.device
+) -> list[list[_ParamGroup | _ConstGroup]]:
+    """Group same-kind gates at the same position of their slots, so each group is built in one pass."""
+    n = program.num_qubits
     dtype = _complex_of(real) if program.is_complex else real
     depth = max((len(g) for _, _, g in layer_gates), default=0)
+    steps = []
     for position in range(depth):
         groups: dict[str, list] = {}
         for layer, qubit, gates in layer_gates:
@@ -150,55 +195,29 @@ def _compile(circuit: QuantumCircuit, real: torch.dtype, device: torch.device) -
                 matrices = np.stack([m for _, m in members])
                 matrices = matrices if program.is_complex else matrices.real
                 step.append(_ConstGroup(slot_index, torch.tensor(matrices, dtype=dtype, device=device), full))
-            else:
-                refs = np.array([d for _, d in members])
-                step.append(
-                    _ParamGroup(
-                        kind,
-                        slot_index,
-                        torch.tensor(refs[:, 0].astype(np.int64), device=device),
-                        torch.tensor(refs[:, 1], dtype=real, device=device),
-                        torch.tensor(refs[:, 2], dtype=real, device=device),
-                        affine=bool((refs[:, 1] != 1).any() or (refs[:, 2] != 0).any()),
-                        full=full,
-                    )
+                continue
+            refs = np.array([d for _, d in members])
+            step.append(
+                _ParamGroup(
+                    kind,
+                    slot_index,
+                    torch.tensor(refs[:, 0].astype(np.int64), device=device),
+                    torch.tensor(refs[:, 1], dtype=real, device=device),
+                    torch.tensor(refs[:, 2], dtype=real, device=device),
+                    affine=bool((refs[:, 1] != 1).any() or (refs[:, 2] != 0).any()),
+                    full=full,
                 )
-        program.steps.append(step)
-    program.ops = _fuse_gathers(program.ops, n, device, real)
-    return program
+            )
+        steps.append(step)
+    return steps
 
 
-def _fuse_gathers(ops: list, n: int, device: torch.device, real: torch.dtype) -> list:
-    """Turn each layer and the permutation after it into one layer op with a single gather.
-
-    A layer leaves its result as the transposed view of the last chunk's matrix product; reading
-    it back in logical order is a gather through ``unscramble``, and a following permutation
-    composes into the same gather. A first layer acts on |0...0> and yields logical order, so it
-    only needs the permutation. Layer ops carry (layer index, gather index or None).
-    """
-    basis = np.arange(2**n)
-    last = 2 ** len(_chunks(n)[-1])
-    rest = 2**n // last
-    unscramble = (basis % rest) * last + basis // rest
-
-    def tensor(array: np.ndarray | None, dtype: torch.dtype = torch.int64) -> torch.Tensor | None:
-        return None if array is None else torch.tensor(array, dtype=dtype, device=device)
-
-    fused, i = [], 0
-    while i < len(ops):
-        kind, data = ops[i]
-        if kind != "layer":
-            fused.append((kind, tensor(data, torch.int64 if kind == "perm" else real)))
-            i += 1
-            continue
-        perm = ops[i + 1][1] if i + 1 < len(ops) and ops[i + 1][0] == "perm" else None
-        if i == 0:
-            index = perm
-        else:
-            index = unscramble if perm is None else unscramble[perm]
-        fused.append(("layer", (data, tensor(index))))
-        i += 1 if perm is None else 2
-    return fused
+def _tensor_ops(ops: list, device: torch.device, real: torch.dtype) -> list[tuple[str, object]]:
+    """The ops with their gather indices and sign vectors as tensors on the engine's device."""
+    dtypes = {"perm": torch.int64, "diag": real}
+    return [
+        (kind, data if kind == "layer" else torch.tensor(data, dtype=dtypes[kind], device=device)) for kind, data in ops
+    ]
 
 
 def _complex_of(real: torch.dtype) -> torch.dtype:
@@ -239,12 +258,10 @@ def _chunks(n: int) -> list[range]:
     return [range(lo, hi) for lo, hi in itertools.pairwise(bounds)]
 
 
-def simulate(program: _Program, values: torch.Tensor, real: torch.dtype) -> torch.Tensor:
-    """Probabilities (B, 2^n) of the compiled circuit for parameter values (B, P)."""
-    n, batch = program.num_qubits, values.shape[0]
-    dtype = _complex_of(real) if program.is_complex else real
-    values = values.to(real)
-    num_slots = program.num_layers * n
+def _slot_matrices(program: _Program, values: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """The 2x2 matrix of every layer slot (layer * n + qubit), shape (slots, B, 2, 2)."""
+    batch = values.shape[0]
+    num_slots = program.num_layers * program.num_qubits
     mats = torch.eye(2, dtype=dtype, device=values.device).expand(num_slots, batch, 2, 2)
     for position, step in enumerate(program.steps):
         for group in step:
@@ -258,42 +275,186 @@ def simulate(program: _Program, values: torch.Tensor, real: torch.dtype) -> torc
             if position > 0:
                 new = new @ mats.index_select(0, group.slots)
             mats = new if group.full else mats.index_copy(0, group.slots, new)
+    return mats
 
-    # A layer is the Kronecker product of its 2x2 matrices. It is applied as one dense factor per
-    # chunk of qubits, lowest chunk first: multiplying the (rest, chunk) view by the factor and
-    # transposing cycles the chunk to the front, so after every chunk the axes are back in order
-    # and each step is a plain matrix product rather than a broadcast one.
-    per_qubit = mats.reshape(program.num_layers, n, batch, 2, 2).unbind(1)
-    chunks = _chunks(n)
-    factors = [_kron(tuple(per_qubit[q] for q in reversed(chunk))).transpose(-1, -2).unbind(0) for chunk in chunks]
 
+def _layer_factors(program: _Program, values: torch.Tensor, real: torch.dtype) -> list[torch.Tensor]:
+    """Per chunk of qubits: every layer's Kronecker factor over that chunk, shape (layers, B, 2^c, 2^c).
+
+    A layer is the Kronecker product of its 2x2 matrices: applied as one dense factor per chunk
+    of up to CHUNK_QUBITS qubits, it costs a few matrix products instead of one pass per qubit.
+    """
+    dtype = _complex_of(real) if program.is_complex else real
+    mats = _slot_matrices(program, values.to(real), dtype)
+    per_qubit = mats.reshape(program.num_layers, program.num_qubits, values.shape[0], 2, 2).unbind(1)
+    return [_kron(tuple(per_qubit[q] for q in reversed(chunk))) for chunk in _chunks(program.num_qubits)]
+
+
+def _apply_factors(state: torch.Tensor, factors: list[torch.Tensor], chunks: list[range]) -> torch.Tensor:
+    """``state`` (R, 2^n) with each chunk's factor (R or 1, 2^c, 2^c) applied to that chunk's qubits.
+
+    The state is viewed as (R, pre, 2^c, post), post = 2^(lowest qubit of the chunk): the factor
+    multiplies the middle axis in place of order, one (batched) matrix product per chunk, no copies.
+    """
+    rows, dim = state.shape
+    for chunk, factor in zip(chunks, factors, strict=True):
+        size, post = 2 ** len(chunk), 2**chunk.start
+        if post == 1:
+            state = state.reshape(rows, -1, size) @ factor.mT
+        else:
+            state = factor[:, None] @ state.reshape(rows, dim // (size * post), size, post)
+    return state.reshape(rows, dim)
+
+
+def _first_layer(factors: list[torch.Tensor], batch: int) -> torch.Tensor:
+    """A layer on |0...0>: the product state of each chunk factor's first column, logical order."""
+    state = factors[-1][:, :, 0]  # most significant chunk first
+    for factor in reversed(factors[:-1]):
+        state = (state[:, :, None] * factor[:, :, 0][:, None, :]).reshape(batch, -1)
+    return state
+
+
+def amplitudes(program: _Program, values: torch.Tensor, real: torch.dtype) -> tuple[torch.Tensor, list]:
+    """Final state (B, 2^n) of the compiled circuit for parameter values (B, P), and the layer factors."""
+    batch = values.shape[0]
+    factors = _layer_factors(program, values, real)
+    chunks = _chunks(program.num_qubits)
     state = None  # |0...0>, materialized lazily: a first layer on it is a product of first columns
     for kind, data in program.ops:
-        if kind == "layer" and state is None:
-            layer, index = data
-            state = factors[-1][layer][:, 0]  # most significant chunk first
-            for factor in reversed(factors[:-1]):
-                state = (state[:, :, None] * factor[layer][:, 0][:, None, :]).reshape(batch, -1)
-            if index is not None:
-                state = state.index_select(1, index)
+        if state is None and kind == "layer":
+            state = _first_layer([factor[data] for factor in factors], batch)
             continue
-        if state is None:
-            state = torch.zeros(batch, 2**n, dtype=dtype, device=values.device)
-            state[:, 0] = 1
+        state = _zero_state(program, batch, real, values.device) if state is None else state
         if kind == "layer":
-            layer, index = data
-            for chunk, factor in zip(chunks, factors, strict=True):
-                if batch == 1:  # a plain matrix product is cheaper than a batched one of one
-                    product = (state.reshape(-1, 2 ** len(chunk)) @ factor[layer][0])[None]
-                else:
-                    product = state.reshape(batch, -1, 2 ** len(chunk)) @ factor[layer]
-                state = product.transpose(1, 2)
-            state = product.reshape(batch, 2**n).index_select(1, index)
+            state = _apply_factors(state, [factor[data] for factor in factors], chunks)
         elif kind == "perm":
             state = state.index_select(1, data)
         else:
             state = state * data
+    return (_zero_state(program, batch, real, values.device) if state is None else state), factors
+
+
+def _zero_state(program: _Program, batch: int, real: torch.dtype, device: torch.device) -> torch.Tensor:
+    state = torch.zeros(batch, 2**program.num_qubits, dtype=_complex_of(real) if program.is_complex else real,
+                        device=device)  # fmt: skip
+    state[:, 0] = 1
+    return state
+
+
+def simulate(program: _Program, values: torch.Tensor, real: torch.dtype) -> torch.Tensor:
+    """Probabilities (B, 2^n) of the compiled circuit for parameter values (B, P)."""
+    state, _ = amplitudes(program, values, real)
     return state.abs().square() if program.is_complex else state.square()
+
+
+def _adjoint_plan(
+    layer_gates: list[tuple[int, int, list]], program: _Program, real: torch.dtype, device: torch.device
+) -> _AdjointPlan | None:
+    """The reverse sweep of a real circuit whose angles are all RY gates, each the last gate of its slot.
+
+    Then every layer is an orthogonal matrix K and dK/dtheta_q = (-iY/2)_q K (-iY is real), so one
+    backward sweep that uncomputes the state beside the adjoint vector gives every angle's gradient.
+    Other circuits (complex gates, an angle under a later gate) return None and use autograd.
+    """
+    if program.is_complex or not layer_gates:
+        return None
+    rows = []
+    for layer, qubit, gates in layer_gates:
+        params = [i for i, (kind, _) in enumerate(gates) if kind != "const"]
+        if any(gates[i][0] != "ry" for i in params) or (params and params != [len(gates) - 1]):
+            return None
+        if params:
+            column, scale, _ = gates[-1][1]
+            rows.append((layer * program.num_qubits + qubit, column, scale))
+    table = np.array(rows, dtype=np.float64).reshape(-1, 3)
+    plan = _AdjointPlan(
+        backward=_reverse_ops(program.ops),
+        slots=torch.tensor(table[:, 0].astype(np.int64), device=device),
+        columns=torch.tensor(table[:, 1].astype(np.int64), device=device),
+        scale=torch.tensor(table[:, 2], dtype=real, device=device),
+    )
+    for chunk in _chunks(program.num_qubits):
+        size = 2 ** len(chunk)
+        rows_i, bits = np.arange(size)[None, :], np.arange(len(chunk))[:, None]
+        plan.pair_index.append(torch.tensor(rows_i * size + (rows_i ^ (1 << bits)), device=device).flatten())
+        plan.pair_sign.append(torch.tensor(0.5 * (2 * ((rows_i >> bits) & 1) - 1), dtype=real, device=device))
+    return plan
+
+
+def _reverse_ops(ops: list) -> list[tuple[str, object]]:
+    """The ops from the last back to the first layer, inverted: a permutation's inverse is the gather
+    by its argsort, a sign vector is its own inverse, a layer is undone by `_undo_layer`."""
+    first = next(i for i, (kind, _) in enumerate(ops) if kind == "layer")
+    return [(kind, torch.argsort(data) if kind == "perm" else data) for kind, data in reversed(ops[first:])]
+
+
+def _undo_layer(pair: torch.Tensor, factors: list[torch.Tensor], batch: int, overlaps: list[list]) -> torch.Tensor:
+    """One layer undone on [state; adjoint] (2B, 2^n), recording each chunk's overlap matrix.
+
+    H[i, m] = sum over the other qubits' indices of adjoint[.., i, ..] state[.., m, ..] is what the
+    chunk's angle gradients read. Undoing the other chunks' factors (orthogonal, on both rows
+    alike) leaves that sum unchanged, so it is taken just before the chunk's own factor is undone.
+    """
+    dim = pair.shape[1]
+    for chunk, factor, overlap in zip(_chunks(dim.bit_length() - 1), factors, overlaps, strict=True):
+        size, post = 2 ** len(chunk), 2**chunk.start
+        view = pair.reshape(2 * batch, dim // (size * post), size, post)
+        adjoint, state = view[batch:], view[:batch]
+        if post == 1:
+            overlap.append(adjoint[..., 0].mT @ state[..., 0])
+        else:
+            overlap.append((adjoint @ state.mT).sum(1))
+        inverse = factor.mT if factor.shape[0] == 1 else factor.mT.repeat(2, 1, 1)  # orthogonal: F^-1 = F^T
+        pair = _apply_factors(pair, [inverse], [chunk])
+    return pair
+
+
+def adjoint_gradient(
+    program: _Program, factors: list, state: torch.Tensor, grad_probs: torch.Tensor, num_parameters: int
+) -> torch.Tensor:
+    """Gradient (B, P) of sum(grad_probs * P) for a real RY circuit: one reverse sweep from the final state.
+
+    ``state`` is the circuit's final state (B, 2^n), from this engine or from any exact simulator
+    of the same circuit; the sweep uncomputes it layer by layer beside the adjoint vector.
+    """
+    plan, batch = program.adjoint, state.shape[0]
+    pair = torch.cat([state, 2 * grad_probs.to(state.dtype) * state])
+    overlaps: list[list] = [[] for _ in factors]
+    layers = []
+    for kind, data in plan.backward:
+        if kind == "perm":
+            pair = pair.index_select(1, data)
+        elif kind == "diag":
+            pair = pair * data
+        else:
+            layers.append(data)
+            pair = _undo_layer(pair, [factor[data] for factor in factors], batch, overlaps)
+    # angle gradient of qubit t of a chunk: 1/2 sum_i s_t(i) H[i, i ^ 2^t], s_t(i) = +-1 by bit t of i
+    per_chunk = [
+        (torch.stack(overlap).flatten(2).index_select(2, index).view(len(layers), batch, *sign.shape) * sign).sum(-1)
+        for overlap, index, sign in zip(overlaps, plan.pair_index, plan.pair_sign, strict=True)
+    ]
+    by_layer = torch.cat(per_chunk, dim=-1)  # (layers in sweep order, B, n)
+    slots = torch.empty_like(by_layer).index_copy_(0, torch.tensor(layers, device=state.device), by_layer)
+    slots = slots.transpose(0, 1).reshape(batch, -1).index_select(1, plan.slots) * plan.scale
+    return slots.new_zeros(batch, num_parameters).index_add_(1, plan.columns, slots)
+
+
+class _AdjointProbabilities(torch.autograd.Function):
+    """P = |state|^2 as one autograd node whose backward is the reverse sweep (no per-op graph)."""
+
+    @staticmethod
+    def forward(ctx: Any, values: torch.Tensor, program: _Program, real: torch.dtype) -> torch.Tensor:
+        state, factors = amplitudes(program, values.detach(), real)
+        ctx.program, ctx.factors, ctx.values_dtype = program, factors, values.dtype
+        ctx.save_for_backward(state)
+        return state.square()
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None, None]:
+        (state,) = ctx.saved_tensors
+        num_parameters = ctx.program.num_parameters
+        return adjoint_gradient(ctx.program, ctx.factors, state, grad, num_parameters).to(ctx.values_dtype), None, None
 
 
 @dataclass(frozen=True)
@@ -325,8 +486,34 @@ class TorchStatevectorBackend(Backend):
         return cached[1]
 
     def torch_probabilities(self, circuit: QuantumCircuit, values: torch.Tensor) -> torch.Tensor:
-        """Differentiable probabilities (B, 2^n) for angles (B, P) already on this device."""
-        return simulate(self.program(circuit), values, self.dtype)
+        """Differentiable probabilities (B, 2^n) for angles (B, P) already on this device.
+
+        Where the circuit allows it (real, RY angles) the gradient is the engine's reverse sweep, one
+        autograd node; otherwise autograd records every operation of the simulation.
+        """
+        program = self.program(circuit)
+        if program.adjoint is not None and values.requires_grad and torch.is_grad_enabled():
+            return _AdjointProbabilities.apply(values, program, self.dtype)
+        return simulate(program, values, self.dtype)
+
+    def vjp_from_state(
+        self, circuit: QuantumCircuit, values: np.ndarray, grad: np.ndarray, state: np.ndarray | None = None
+    ) -> np.ndarray:
+        """`vjp`, starting the reverse sweep from ``state`` (B, 2^n), the final state another exact
+        simulator already computed for these values, instead of simulating the circuit again."""
+        program = self.program(circuit)
+        if program.adjoint is None:
+            return self._vjp(circuit, values, grad)
+        with torch.no_grad():
+            tensor = torch.as_tensor(values, device=self.device)
+            if state is None:
+                final, factors = amplitudes(program, tensor, self.dtype)
+            else:
+                final, factors = torch.as_tensor(state.real, dtype=self.dtype, device=self.device), None
+                factors = _layer_factors(program, tensor, self.dtype)
+            gradient = adjoint_gradient(program, factors, final, torch.as_tensor(grad, device=self.device),
+                                        circuit.num_parameters)  # fmt: skip
+        return gradient.cpu().double().numpy()
 
     def _probabilities(self, circuit: QuantumCircuit, values: np.ndarray) -> np.ndarray:
         with torch.no_grad():
@@ -334,6 +521,8 @@ class TorchStatevectorBackend(Backend):
             return self.torch_probabilities(circuit, tensor).cpu().double().numpy()
 
     def _vjp(self, circuit: QuantumCircuit, values: np.ndarray, grad: np.ndarray) -> np.ndarray:
+        if self.program(circuit).adjoint is not None:
+            return self.vjp_from_state(circuit, values, grad)
         tensor = torch.as_tensor(values, device=self.device).requires_grad_(True)
         with torch.enable_grad():
             probs = self.torch_probabilities(circuit, tensor)
