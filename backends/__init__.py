@@ -1,4 +1,4 @@
-"""The pluggable execution layer: `get_backend(name, **options)`, `available()`, `gradient_method()`.
+"""The pluggable execution layer: `get_backend(name, **options)`, `available()`, `options_for()`.
 
 Importing this package registers the built-in backends; see `reference.py` for the smallest
 complete one.
@@ -11,7 +11,6 @@ from .registry import (
     available,
     backend_class,
     get_backend,
-    gradient_method,
     options_for,
     register,
     registered,
@@ -25,7 +24,6 @@ __all__ = [
     "available",
     "backend_class",
     "get_backend",
-    "gradient_method",
     "option",
     "options_for",
     "register",

@@ -18,7 +18,6 @@ from .options import CONTEXT, BackendOptions
 _BACKENDS: dict[str, type[Backend]] = {}
 _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 ENTRY_POINT_GROUP = "qtrain_qiskit.backends"
-GRADIENTS = ("adjoint", "param_shift", "spsa")  # what `gradient_method` may answer
 
 B = TypeVar("B", bound=type[Backend])
 
@@ -96,24 +95,6 @@ def backend_class(name: str) -> type[Backend]:
 def get_backend(name: str, **options: object) -> Backend:
     """Instantiate the backend registered under ``name`` with its keyword options."""
     return backend_class(name)(**options)
-
-
-def gradient_method(backend: str | type[Backend], requested: str = "auto") -> str:
-    """The gradient a run on ``backend`` uses when ``requested`` is asked for, or a one-line refusal.
-
-    ``auto`` is the exact reverse pass (``adjoint``) where the backend has one, parameter shift
-    otherwise; ``param_shift`` and ``spsa`` need only probabilities, so every backend runs them.
-    """
-    cls = backend_class(backend) if isinstance(backend, str) else backend
-    if requested == "auto":
-        return "adjoint" if cls.supports_vjp() else "param_shift"
-    if requested not in GRADIENTS:
-        raise ValueError(f"grad: {requested!r} is not one of auto, {', '.join(GRADIENTS)}")
-    if requested == "adjoint" and not cls.supports_vjp():
-        raise ValueError(
-            f"grad: adjoint needs an exact backend with a reverse pass; {cls.name} has none (use param_shift or spsa)"
-        )
-    return requested
 
 
 def options_for(name: str, settings: object) -> BackendOptions:

@@ -14,7 +14,7 @@ from . import backends
 from .ansatz import build_ansatz, initial_angles, qubits_for
 from .backends import Backend
 from .config import Config
-from .gradients import GradientMethod, get_gradient
+from .gradients import GradientMethod, get_gradient, gradient_method
 from .mapping import MappingModel
 from .model import DirectWeights, NoCircuit, QuantumTrain
 from .qnn import build_quantum_layer
@@ -54,7 +54,7 @@ def build_backend(config: Config, device: torch.device, *, job_ledger: object = 
 def build_gradient(config: Config) -> GradientMethod:
     """The run's gradient method (``auto`` resolved for its backend) with its configured options."""
     execution = config.execution
-    name = backends.gradient_method(execution.backend, execution.grad)
+    name = gradient_method(execution.backend, execution.grad)
     if name != "spsa":
         return get_gradient(name)
     return get_gradient(

@@ -21,8 +21,9 @@ import yaml
 
 # Each choice list is written once, in the module that implements it.
 from .ansatz import ANGLE_INITS, ENTANGLEMENTS
-from .backends.registry import GRADIENTS
 from .data import DATASETS
+from .gradients import GRADIENTS, gradient_method
+from .helptext import OneLineHelp, add_groups, sectioned_keys
 from .mapping import ACTIVATIONS, FEATURES
 from .model import CENTERING, METHODS, WEIGHT_SCALES
 from .stages import NO_CIRCUIT, QUANTUM_STAGES, STAGES
@@ -386,7 +387,7 @@ def check_execution(config: Config) -> None:
             if f.name not in own and value != f.default and "if_unused" in f.metadata:
                 raise ValueError(f"{f.name}: {f.metadata['if_unused'](cls, value)}")
         backends.options_for(execution.backend, execution)
-        backends.gradient_method(cls, execution.grad)
+        gradient_method(cls, execution.grad)
     except ValueError as exc:
         raise ConfigError(str(exc).splitlines()[0]) from None
 
@@ -517,18 +518,25 @@ def check_quantum_stage(config: Config) -> None:
 
 
 class StrictParser(argparse.ArgumentParser):
-    """argparse whose usage errors are ConfigError: one line and exit 2 through `run_main`."""
+    """argparse whose usage errors are ConfigError: one line and exit 2 through `run_main`; its
+    --help has a short usage line and one line per option (`helptext.OneLineHelp`)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **{"formatter_class": OneLineHelp, **kwargs})
 
     def error(self, message: str) -> typing.NoReturn:
         raise ConfigError(message)
 
 
-def add_field_flags(parser: argparse.ArgumentParser, fields: typing.Iterable[dataclasses.Field]) -> None:
-    """One ``--flag-name`` per field, unparsed (typed later by `coerce`), absent unless given."""
+def add_field_flags(
+    parser: argparse.ArgumentParser, fields: typing.Iterable[dataclasses.Field], groups: dict[str, Any] | None = None
+) -> None:
+    """One ``--flag-name`` per field, unparsed (typed later by `coerce`), absent unless given; in
+    ``groups[field name]`` (a help group) where given."""
     for f in fields:
         help_text = TOP_LEVEL.get(f.name) or f.metadata.get("help", "")
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
-        parser.add_argument(
+        (groups or {}).get(f.name, parser).add_argument(
             f"--{f.name.replace('_', '-')}",
             dest=f.name,
             default=argparse.SUPPRESS,
@@ -540,10 +548,13 @@ def add_field_flags(parser: argparse.ArgumentParser, fields: typing.Iterable[dat
 def build_parser(
     description: str, extra: typing.Callable[[argparse.ArgumentParser], None] | None = None
 ) -> argparse.ArgumentParser:
-    """A parser with ``--config`` and one flag per configuration key (values parsed later)."""
+    """A parser with ``--config`` and one flag per configuration key (values parsed later), grouped
+    in --help by section; the command's own flags (``extra``) come first, under "options"."""
     parser = StrictParser(description=description, allow_abbrev=False)
-    parser.add_argument("--config", help="YAML file with the keys to change from the defaults")
-    add_field_flags(parser, (f for _, f, _ in _fields().values()))
+    parser.add_argument("--config", metavar="FILE", help="YAML file with the keys to change from the defaults")
+    fields = _fields()
+    groups = add_groups(parser, sectioned_keys({key: section for key, (section, _, _) in fields.items()}))
+    add_field_flags(parser, (f for _, f, _ in fields.values()), groups)
     if extra is not None:
         extra(parser)
     return parser

@@ -1,4 +1,5 @@
-"""Gradient methods for circuit probabilities, on the Qiskit side (numpy, no torch).
+"""Gradient methods for circuit probabilities, on the Qiskit side (numpy, no torch): their names,
+their implementations, and which one a backend runs (`gradient_method`).
 
 Training only needs the vector-Jacobian product g . dP/dtheta. `adjoint` asks the backend for it
 directly (one reverse pass). `param_shift` builds all 2P shifted parameter sets and sends them to
@@ -15,7 +16,7 @@ import numpy as np
 from qiskit import QuantumCircuit
 from qiskit.circuit import Parameter
 
-from .backends import Backend, gradient_method
+from .backends import Backend, backend_class
 
 SHIFT_GATES = ("rx", "ry", "rz", "p")  # exp(-i theta G / 2) with G^2 = 1, up to a global phase
 
@@ -156,8 +157,31 @@ GRADIENTS: dict[str, type[GradientMethod]] = {
 def get_gradient(name: str, **options: object) -> GradientMethod:
     """A gradient method by name with its options; unknown names list the known ones.
 
-    ``auto`` is not a method: `backends.gradient_method` resolves it for a backend first.
+    ``auto`` is not a method: `gradient_method` resolves it for a backend first.
     """
     if name not in GRADIENTS:
         raise ValueError(f"unknown gradient {name!r}; available: {', '.join(GRADIENTS)}")
     return GRADIENTS[name](**options)
+
+
+def gradient_method(backend: str | type[Backend], requested: str = "auto") -> str:
+    """The gradient a run on ``backend`` uses when ``requested`` is asked for, or a one-line refusal.
+
+    ``auto`` is the exact reverse pass (``adjoint``) where the backend has one, parameter shift
+    otherwise; ``param_shift`` and ``spsa`` need only probabilities, so every backend runs them.
+    """
+    cls = backend_class(backend) if isinstance(backend, str) else backend
+    if requested == "auto":
+        return "adjoint" if cls.supports_vjp() else "param_shift"
+    if requested not in GRADIENTS:
+        raise ValueError(f"grad: {requested!r} is not one of auto, {', '.join(GRADIENTS)}")
+    if requested == "adjoint" and not cls.supports_vjp():
+        raise ValueError(
+            f"grad: adjoint needs an exact backend with a reverse pass; {cls.name} has none (use param_shift or spsa)"
+        )
+    return requested
+
+
+def for_backend(gradient: str | GradientMethod, backend: Backend) -> GradientMethod:
+    """A method object for ``gradient`` on ``backend``: a name (``auto`` too) as `gradient_method` answers."""
+    return get_gradient(gradient_method(type(backend), gradient)) if isinstance(gradient, str) else gradient

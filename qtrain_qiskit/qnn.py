@@ -20,8 +20,8 @@ from qiskit_machine_learning.connectors import TorchConnector
 from qiskit_machine_learning.neural_networks import NeuralNetwork
 from torch import nn
 
-from .backends import Backend, gradient_method
-from .gradients import GradientMethod, get_gradient
+from .backends import Backend
+from .gradients import GradientMethod, for_backend
 
 
 class ProbabilityQNN(NeuralNetwork):
@@ -38,7 +38,7 @@ class ProbabilityQNN(NeuralNetwork):
             input_gradients=False,
         )
         self.circuit, self.backend = circuit, backend
-        self.gradient = _gradient(gradient, backend)
+        self.gradient = for_backend(gradient, backend)
         self.gradient.check(circuit, backend)
 
     def _forward(self, input_data: np.ndarray | None, weights: np.ndarray | None) -> np.ndarray:
@@ -53,11 +53,6 @@ class ProbabilityQNN(NeuralNetwork):
         """sum over samples and outcomes of grad_output[s, k] dP_k/dtheta, shape (num_weights,)."""
         grad = np.asarray(grad_output, dtype=np.float64).reshape(-1, self.output_shape[0]).sum(axis=0)
         return self.gradient.vjp(self.circuit, self.backend, np.asarray(weights, dtype=np.float64), grad)
-
-
-def _gradient(gradient: str | GradientMethod, backend: Backend) -> GradientMethod:
-    """A method object for ``gradient``; a name (``auto`` too) as `gradient_method` answers for the backend."""
-    return get_gradient(gradient_method(type(backend), gradient)) if isinstance(gradient, str) else gradient
 
 
 def _num_samples(input_data: np.ndarray | None) -> int:
@@ -128,7 +123,7 @@ def build_quantum_layer(
     The torch engine with ``adjoint`` differentiates natively; every other combination goes
     through the qiskit-ml network inside a `VJPTorchConnector`.
     """
-    gradient = _gradient(gradient, backend)
+    gradient = for_backend(gradient, backend)
     if backend.torch_native and gradient.name == "adjoint":
         return TorchQuantumLayer(circuit, backend, initial_weights)
     network = ProbabilityQNN(circuit, backend, gradient=gradient)

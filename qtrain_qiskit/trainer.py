@@ -27,6 +27,7 @@ from .config import Config, ConfigError, to_yaml
 from .data import TensorData, load_dataset, resolve_data_dir, train_val_split
 from .distributed import Context
 from .evaluation import score
+from .gradients import gradient_method
 from .model import QuantumTrain
 from .progress import EpochTally, compression_table, plot_curves
 from .qnn import execution_state, load_execution_state
@@ -204,7 +205,7 @@ def restore(s: Session, resume: bool) -> None:
         run.write_text(CONFIG_FILE, to_yaml(config))
     if budget is not None:
         log(budget.describe())
-    gradient = backends.gradient_method(config.execution.backend, config.execution.grad)
+    gradient = gradient_method(config.execution.backend, config.execution.grad)
     log(f"backend {config.execution.backend}, gradient {gradient}, device {s.context.device}")
     log("parameters:\n" + compression_table(counts, s.model.mapping.num_qubits, config.circuit.blocks))
     sizes = f"{len(s.train_data)} train, {len(s.val_data)} validation, {len(s.test_data)} test"
@@ -296,7 +297,7 @@ def finish(s: Session) -> dict[str, Any]:
         "num_qubits": s.model.mapping.num_qubits,
         "num_blocks": config.circuit.blocks,
         "backend": config.execution.backend,
-        "gradient": backends.gradient_method(config.execution.backend, config.execution.grad),
+        "gradient": gradient_method(config.execution.backend, config.execution.grad),
         "features": config.model.features,
         "dataset": config.data.dataset,
         "seed": config.train.seed,
