@@ -5,7 +5,7 @@
 - `results`: the results table, per-run CSV and accuracy-vs-parameters curve (`qtrain-report`);
 - `comparison`: each configuration beside its controls (paired differences, bootstrap, Wilcoxon);
 - `noise`: a noise sweep's table and plots (`qtrain-noise-sweep`, `qtrain-sweep-table`);
-- `docs_tables`: the other tables under docs/results/ (`qtrain-table`).
+- `hardware`, `start`: the other tables under docs/results/ (`qtrain-table`).
 
 Nothing here trains or evaluates a model, so a figure is always one command away from its files.
 """

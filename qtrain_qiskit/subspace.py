@@ -11,24 +11,22 @@ linear subspace w = w0 + A z, z trained from zero, for four pairs (w0, A):
 - the QT start + an orthonormal basis of J's column space (same span, every direction equally
   scaled): how much of the gap is the span and how much its conditioning.
 
-    QTRAIN_DATA_DIR=../shared/data python docs/results/start/subspace_probe.py configs/mnist_425.yaml --seeds 0 1
-    ... configs/mnist_425.yaml --seeds 0 1 --set weights_per_state=16 hidden=12   # k = 16, 412 parameters
+`qtrain-subspace-probe` (commands/subspace_probe.py) prints the table of docs/start.md.
 """
 
 from __future__ import annotations
 
-import argparse
 import math
 import tempfile
 
 import torch
 from torch.func import functional_call, jacfwd
 
-from qtrain_qiskit import trainer
-from qtrain_qiskit.config import from_yaml_and_flags
-from qtrain_qiskit.distributed import Context
-from qtrain_qiskit.evaluation import evaluate
-from qtrain_qiskit.rundir import RunDir
+from . import trainer
+from .config import from_yaml_and_flags
+from .distributed import Context
+from .evaluation import evaluate
+from .rundir import RunDir
 
 CPU = torch.device("cpu")
 
@@ -79,33 +77,21 @@ def subspace_accuracy(session: trainer.Session, w0: torch.Tensor, basis: torch.T
         return evaluate(lambda x: model.run_target(weights, x), session.test_data, 1000, CPU)[1]
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("config")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0])
-    parser.add_argument("--lrs", type=float, nargs="+", default=[1e-3, 1e-2, 3e-2])
-    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="configuration overrides")
-    args = parser.parse_args()
-    torch.set_num_threads(1)
-    print(f"| {args.config} {' '.join(args.set)} | seed | " + " | ".join(f"lr {lr:g}" for lr in args.lrs) + " |")
-    print("|---|---|" + "---|" * len(args.lrs))
-    for seed in args.seeds:
-        session, start, jacobian = generator_start(args.config, seed, dict(kv.split("=", 1) for kv in args.set))
-        weights, params = jacobian.shape
-        torch.manual_seed(seed)
-        standard = torch.cat([p.detach().reshape(-1) for p in type(session.model.target)().parameters()])
-        random = torch.randn(weights, params) / math.sqrt(params)  # columns of norm ~sqrt(M / P)
-        orthonormal = torch.linalg.svd(jacobian.double(), full_matrices=False)[0].float() * math.sqrt(weights / params)
-        pairs = {
-            "standard init + random directions": (standard, random),
-            "QT start + random directions": (start, random),
-            "QT start + generator Jacobian J": (start, jacobian),
-            "QT start + orthonormal basis of span(J)": (start, orthonormal),
-        }
-        for label, (w0, basis) in pairs.items():
-            accuracies = [subspace_accuracy(session, w0, basis, lr, seed) for lr in args.lrs]
-            print(f"| {label} | {seed} | " + " | ".join(f"{100 * a:.1f}%" for a in accuracies) + " |", flush=True)
-
-
-if __name__ == "__main__":
-    main()
+def probe_rows(config_file: str, seed: int, overrides: dict[str, str], lrs: list[float]) -> list[list[str]]:
+    """One row per (w0, A) pair at one seed: test accuracy after the quick budget at each lr."""
+    session, start, jacobian = generator_start(config_file, seed, overrides)
+    weights, params = jacobian.shape
+    torch.manual_seed(seed)
+    standard = torch.cat([p.detach().reshape(-1) for p in type(session.model.target)().parameters()])
+    random = torch.randn(weights, params) / math.sqrt(params)  # columns of norm ~sqrt(M / P)
+    orthonormal = torch.linalg.svd(jacobian.double(), full_matrices=False)[0].float() * math.sqrt(weights / params)
+    pairs = {
+        "standard init + random directions": (standard, random),
+        "QT start + random directions": (start, random),
+        "QT start + generator Jacobian J": (start, jacobian),
+        "QT start + orthonormal basis of span(J)": (start, orthonormal),
+    }
+    return [
+        [label, str(seed), *(f"{100 * subspace_accuracy(session, w0, basis, lr, seed):.1f}%" for lr in lrs)]
+        for label, (w0, basis) in pairs.items()
+    ]
