@@ -1,5 +1,6 @@
 """Write a table of docs/results/ from the files kept there (nothing is typed in by hand).
 
+qtrain-table shipped docs/results/shipped.yaml --out docs/results/shipped.md   # README's results table
 qtrain-table targets docs/results/hardware/runs --out docs/results/hardware/targets.md
 qtrain-table device-in-the-loop docs/results/hardware/device_in_the_loop --out .../table.md
 qtrain-table device-in-the-loop docs/results/hardware/device_in_the_loop --level2 --out .../table_level2.md
@@ -18,13 +19,15 @@ from pathlib import Path
 
 from ..cli import run_main
 from ..config import StrictParser
-from ..reporting import hardware, start
+from ..reporting import hardware, shipped, start
 from ..rundir import write_atomic
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
     parser = StrictParser(description=__doc__.splitlines()[0], allow_abbrev=False)
     tables = parser.add_subparsers(dest="table", required=True, metavar="TABLE", parser_class=StrictParser)
+    readme = tables.add_parser("shipped", help="README's table: each shipped configuration beside its best control")
+    readme.add_argument("index", type=Path, help="docs/results/shipped.yaml: which kept files back each row")
     targets = tables.add_parser("targets", help="shipped device configurations against their targets")
     targets.add_argument("runs", type=Path, help="folder of <config>_seed<s>/ run directories")
     loop = tables.add_parser("device-in-the-loop", help="exact-to-device drop won back by fine-tuning")
@@ -36,13 +39,15 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     steps = tables.add_parser("steps-to-val", help="steps until validation accuracy reaches a threshold")
     steps.add_argument("threshold", type=float, help="validation accuracy, e.g. 0.90")
     steps.add_argument("runs", type=Path, nargs="+", help="run directories (config.yaml, metrics.jsonl)")
-    for sub in (targets, loop, layout, steps):
+    for sub in (readme, targets, loop, layout, steps):
         sub.add_argument("--out", type=Path, help="also write the table to this Markdown file")
     return parser.parse_args(argv)
 
 
 def build(args: argparse.Namespace) -> str:
     """The requested table's Markdown text."""
+    if args.table == "shipped":
+        return shipped.shipped_table(args.index)
     if args.table == "targets":
         return hardware.targets_table(args.runs)
     if args.table == "device-in-the-loop":

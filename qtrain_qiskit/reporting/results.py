@@ -14,7 +14,7 @@ from typing import Any
 
 from ..rundir import save_figure, write_atomic
 from .comparison import write_comparison
-from .runs import Group, RunResult, group_runs, load_result
+from .runs import Group, RunResult, group_runs, load_results
 from .tables import markdown_table
 
 TABLE_FILE, CSV_FILE, CURVE_FILE = "results.md", "results.csv", "accuracy_vs_params.png"
@@ -107,9 +107,10 @@ def plot_curve(groups: Sequence[Group], path: Path) -> None:
 
 
 def write_report(paths: Sequence[str | Path], out: Path) -> list[Path]:
-    """Markdown table, per-run CSV and the curve for the runs at ``paths``, plus the comparison
-    table and plot when runs of `train_grid --compare` are among them; returns the files."""
-    groups = group_runs(load_result(path) for path in paths)
+    """Markdown table, per-run CSV and the curve for the runs at ``paths`` (run directories or kept
+    results.csv files), plus the comparison table and plot when runs of `train_grid --compare` are
+    among them; returns the files."""
+    groups = group_runs(run for path in paths for run in load_results(path))
     out.mkdir(parents=True, exist_ok=True)
     write_atomic(out / TABLE_FILE, lambda handle: handle.write(table(groups).encode()))
     write_atomic(out / CSV_FILE, lambda handle: handle.write(csv_text(groups).encode()))

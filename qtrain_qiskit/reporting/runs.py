@@ -3,10 +3,13 @@ over several seeds); what the results table and the comparison both read."""
 
 from __future__ import annotations
 
+import csv
 import json
+import typing
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from ..rundir import SUMMARY_FILE, RunDir, RunDirError
 from .tables import mean_std
@@ -34,6 +37,11 @@ class RunResult:
     target: str = "mnist_cnn"
     quantum: str = "trained"  # the quantum stage (an ablation when not "trained")
     group: str | None = None  # the comparison it belongs to (train_grid --compare)
+
+
+def load_results(path: str | Path) -> list[RunResult]:
+    """A finished run directory's result, or every run of a kept results.csv."""
+    return runs_from_csv(Path(path)) if str(path).endswith(".csv") else [load_result(path)]
 
 
 def load_result(path: str | Path) -> RunResult:
@@ -64,6 +72,21 @@ def load_result(path: str | Path) -> RunResult:
         quantum=config.model.quantum,
         group=config.group,
     )
+
+
+def runs_from_csv(path: Path) -> list[RunResult]:
+    """The runs of a kept results.csv as `qtrain-report` wrote it (their run directories need not
+    exist any more): the tables of docs/results/ are regenerated from these files."""
+    hints = typing.get_type_hints(RunResult)
+    runs = []
+    with path.open(newline="") as handle:
+        for row in csv.DictReader(handle):
+            values: dict[str, Any] = {}
+            for key, text in row.items():
+                kind = hints[key]
+                values[key] = None if text == "" and key == "group" else kind(text) if kind in (int, float) else text
+            runs.append(RunResult(**values))
+    return runs
 
 
 @dataclass
