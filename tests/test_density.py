@@ -94,3 +94,29 @@ def test_noisy_sampling_is_an_aer_noisy_option_checked_before_work():
     assert config.execution.noisy_sampling == "density"
     with pytest.raises(ConfigError, match="noisy_sampling: 'exact' is not one of auto, trajectories, density"):
         validate(apply(Config(), {"backend": "aer_noisy", "noisy_sampling": "exact"}, "test"))
+
+
+@pytest.mark.parametrize(
+    ("p1", "p2", "readout"), [(0.1, 0.0, 0.0), (0.0, 0.2, 0.0), (0.0, 0.0, 0.05), (0.05, 0.1, 0.03)]
+)
+def test_depolarizing_and_readout_rates_against_the_closed_form(p1, p2, readout):
+    """RY(theta) on qubit 0, then CX(0, 1), worked by hand: a one-qubit depolarizing channel of rate
+    p1 shrinks the Bloch vector by (1 - p1), so P(q0 = 1) = (1 - (1 - p1) cos theta) / 2; CX copies
+    it to q1 (P00 = 1 - s, P11 = s); the two-qubit channel mixes in p2 of the uniform distribution;
+    each bit then reads flipped with probability `readout`. Exact (density matrix): 1e-9."""
+    from qiskit import QuantumCircuit
+    from qiskit.circuit import Parameter
+
+    theta = Parameter("theta")
+    circuit = QuantumCircuit(2)
+    circuit.ry(theta, 0)
+    circuit.cx(0, 1)
+    angles = np.array([[0.3], [1.9], [np.pi]])
+    rates = {"depolarizing_1q": p1, "depolarizing_2q": p2, "readout_error": readout}
+    probs = backends.get_backend("aer_density", noise="depolarizing", **rates).probabilities(circuit, angles)
+    flip = np.array([[1 - readout, readout], [readout, 1 - readout]])
+    for row, (angle,) in zip(probs, angles, strict=True):
+        s = (1 - (1 - p1) * np.cos(angle)) / 2
+        before = (1 - p2) * np.array([1 - s, 0, 0, s]) + p2 / 4  # index = 2 q1 + q0
+        expected = before @ np.kron(flip, flip)
+        np.testing.assert_allclose(row, expected, atol=1e-9)
