@@ -1,5 +1,3 @@
-import dataclasses
-
 import pytest
 
 from qtrain_qiskit.config import (
@@ -9,7 +7,6 @@ from qtrain_qiskit.config import (
     build_parser,
     from_args,
     load_yaml,
-    sections,
     to_yaml,
     validate,
 )
@@ -72,12 +69,30 @@ def test_named_flags_exist():
         "--run-dir",
         "--train-subset",
         "--config",
+        "--optimization-level",
+        "--ibm-mode",
+        "--dynamical-decoupling",
+        "--twirling",
+        "--spsa-decay",
+        "--init-from",
+        "--mapping-chunk",
     ):
-        assert flag in flags
-    keys = {f.name for f in dataclasses.fields(Config) if f.name not in sections()}
-    for section in (Config().model, Config().circuit, Config().execution, Config().train, Config().data):
-        keys |= {f.name for f in dataclasses.fields(section)}
-    assert flags == {f"--{key.replace('_', '-')}" for key in keys} | {"--config", "-h", "--help"}
+        assert flag in flags, flag
+
+
+def test_optimization_level_reaches_the_backend_from_yaml_and_flag(tmp_path):
+    from qtrain_qiskit.build import build_backend
+
+    path = tmp_path / "c.yaml"
+    path.write_text("execution:\n  backend: aer_noisy\n  noise: fake_guadalupe\n  optimization_level: 1\n")
+    from_yaml = parse("--config", str(path))
+    from_flag = parse("--config", str(path), "--optimization-level", "3")
+    assert Config().execution.optimization_level == 2
+    for config, level in ((from_yaml, 1), (from_flag, 3)):
+        assert config.execution.optimization_level == level
+        assert build_backend(validate(config), device=None).optimization_level == level
+    with pytest.raises(ConfigError, match=r"optimization_level must be in \[0, 3\], got 4"):
+        parse("--optimization-level", "4")
 
 
 @pytest.mark.parametrize(
