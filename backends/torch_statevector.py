@@ -299,8 +299,11 @@ def _apply_factors(state: torch.Tensor, factors: list[torch.Tensor], chunks: lis
     rows, dim = state.shape
     for chunk, factor in zip(chunks, factors, strict=True):
         size, post = 2 ** len(chunk), 2**chunk.start
+        shared = factor.shape[0] == 1  # one factor for every row: plain matrix products where the view allows
         if post == 1:
-            state = state.reshape(rows, -1, size) @ factor.mT
+            state = state.reshape(-1, size) @ factor[0].mT if shared else state.reshape(rows, -1, size) @ factor.mT
+        elif shared and rows * post * size == dim:  # the top chunk of one row
+            state = factor[0] @ state.reshape(size, post)
         else:
             state = factor[:, None] @ state.reshape(rows, dim // (size * post), size, post)
     return state.reshape(rows, dim)
