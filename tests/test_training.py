@@ -238,3 +238,45 @@ def test_benchmark_script_prints_step_and_evaluation_times():
 def test_benchmark_refuses_bad_step_counts_before_building_anything(flags):
     status, _, err = run_script_inprocess("benchmark.py", "--backend", "torch_statevector", *flags)
     assert status == 2 and err.strip().startswith("error: --steps must be >= 1") and len(err.strip().splitlines()) == 1
+
+
+def test_best_validation_weights_are_tested_evaluated_and_fine_tuned_from_not_the_last(mnist_root, tmp_path):
+    """A run whose best checkpoint is not its last: epoch 1's weights are best by construction (the
+    best accuracy in its checkpoint is set out of reach before epoch 2 resumes), epoch 2's the last.
+    Scoring the test split, `evaluate` and `--init-from` must all take epoch 1's."""
+    common = [*QUICK, "--data-dir", str(mnist_root), "--train-subset", "320"]
+    run_dir = tmp_path / "run"
+    assert run_script_inprocess("train.py", *common, "--epochs", "1", "--run-dir", str(run_dir))[0] == 0
+    last = run_dir / LAST_CHECKPOINT
+    state = torch.load(last, weights_only=False)
+    state["best_val_accuracy"] = 2.0  # no epoch can beat it: epoch 1 stays the best checkpoint
+    torch.save(state, last)
+    status, _, err = run_script_inprocess("train.py", "--resume", str(run_dir), "--epochs", "2")
+    assert status == 0, err
+    best_weights = torch.load(run_dir / BEST_CHECKPOINT, weights_only=False)["model"]
+    last_weights = torch.load(last, weights_only=False)["model"]
+    moved = max((best_weights[k] - last_weights[k]).abs().max().item() for k in best_weights)
+    assert moved > 1e-3  # epoch 2 changed the weights: best and last are different models
+
+    summary = json.loads((run_dir / SUMMARY_FILE).read_text())
+    scored = {}
+    for checkpoint in ("best", "last"):
+        status, out, err = run_script_inprocess("evaluate.py", str(run_dir), "--checkpoint", checkpoint,
+                                                "--data-dir", str(mnist_root))  # fmt: skip
+        assert status == 0, err
+        scored[checkpoint] = json.loads(out)
+    status, out, err = run_script_inprocess("evaluate.py", str(run_dir), "--data-dir", str(mnist_root))
+    assert status == 0, err
+    # exact simulation: the same weights give the same loss to float rounding
+    assert json.loads(out)["test_loss"] == pytest.approx(scored["best"]["test_loss"], rel=1e-6)
+    assert summary["test_loss"] == pytest.approx(scored["best"]["test_loss"], rel=1e-6)
+    assert summary["test_loss"] != pytest.approx(scored["last"]["test_loss"], rel=1e-6)
+
+    # fine-tuning starts from the best weights: one Adam step of lr 1e-6 moves each by ~1e-6
+    tuned = tmp_path / "tuned"
+    status, _, err = run_script_inprocess(
+        "train.py", *common, "--init-from", str(run_dir), "--max-steps", "1", "--lr", "1e-6", "--run-dir", str(tuned)
+    )
+    assert status == 0, err
+    start = torch.load(tuned / LAST_CHECKPOINT, weights_only=False)["model"]
+    assert max((start[k] - best_weights[k]).abs().max().item() for k in best_weights) < 1e-5
