@@ -24,8 +24,9 @@ from qiskit import QuantumCircuit
 
 from .base import Backend, BackendError, JobLedger
 from .counts import probabilities_from_bits
-from .devices import check_device_name, fake_device, to_isa
+from .devices import check_device_name, device_noise_model, fake_device, to_isa
 from .mitigation import MitigationOptions, ReadoutMitigator
+from .noisy_simulation import device_simulator
 from .options import DeviceOptions, ShotsOptions, option
 from .registry import register
 
@@ -93,7 +94,9 @@ class IBMRuntimeBackend(Backend):
         self.max_circuits_per_job = max_circuits_per_job
         self.ledger, self._service = job_ledger, service
         self._device: Any = None
+        self._simulator: Any = None  # local mode: what the runtime's local service simulates jobs on
         self._mode: Any = None
+        self.request_tag = ""  # distinguishes otherwise identical requests in the ledger (a trial's repeats)
         self._isa: dict[int, tuple[QuantumCircuit, QuantumCircuit, bytes]] = {}  # id -> (logical, ISA, digest)
         self.mitigation = mitigation
         self._mitigators: dict[int, ReadoutMitigator] = {}  # id -> M3 calibrated on the ISA's measured qubits
@@ -139,7 +142,44 @@ class IBMRuntimeBackend(Backend):
             )
             cached = (circuit, isa, _circuit_digest(circuit))
             self._isa[id(circuit)] = cached
+            if self.local:  # (re)built at the next job, after the plan and the budget guard
+                self._simulator, self._mode = None, None
         return cached[1]
+
+    def _local_simulator(self) -> Any:
+        """The fake device's simulator for the prepared circuits (`noisy_simulation.device_simulator`): the
+        same runtime code path, seconds instead of tens of seconds a job. Its noise model is built once
+        per process."""
+        from .aer import AerNoisyBackend
+
+        models = AerNoisyBackend._device_models  # shared with aer_noisy / aer_density in this process
+        if self.device_name not in models:
+            models[self.device_name] = device_noise_model(self.device())
+        return device_simulator(self.device(), models[self.device_name], [isa for _, isa, _ in self._isa.values()])
+
+    def error_suppression(self, *, dynamical_decoupling: bool, twirling: bool) -> None:
+        """Dynamical decoupling and measurement twirling of the next jobs (a trial's variants share one batch)."""
+        self.options = {
+            "dynamical_decoupling": {"enable": dynamical_decoupling},
+            "twirling": {"enable_measure": twirling},
+        }
+
+    def runtime_mode(self) -> Any:
+        """The batch or session that calibration jobs share with the run's (opened now), None in job or local mode."""
+        self._sampler()
+        return None if self.local or self.mode_name == "job" else self._mode
+
+    def _local_seed(self) -> int | None:
+        """The local simulator's seed: the run's, varied by the request tag so that repeats draw afresh."""
+        if self.seed is None or not self.request_tag:
+            return self.seed
+        return int.from_bytes(hashlib.sha256(f"{self.seed}|{self.request_tag}".encode()).digest()[:4], "big") >> 1
+
+    def calibration_target(self) -> Any:
+        """What M3 calibrates on: the device (locally, the same simulator the jobs run on)."""
+        if self.local and self._simulator is None and self._isa:
+            self._simulator = self._local_simulator()
+        return self._simulator if self.local and self._simulator is not None else self.device()
 
     def _mitigator(self, circuit: QuantumCircuit, isa: QuantumCircuit) -> ReadoutMitigator | None:
         """M3 for this circuit's measured qubits, calibrated on its first execution: after the run's
@@ -147,11 +187,9 @@ class IBMRuntimeBackend(Backend):
         if self.mitigation != "mthree":
             return None
         if id(circuit) not in self._mitigators:
-            self._sampler()  # opens the batch or session that the calibration jobs share with the run
-            mode = None if self.local or self.mode_name == "job" else self._mode
             try:
                 self._mitigators[id(circuit)] = ReadoutMitigator(
-                    self.device(), isa, self.shots, runtime_mode=mode, ledger=self.ledger
+                    self.calibration_target(), isa, self.shots, runtime_mode=self.runtime_mode(), ledger=self.ledger
                 )
             except Exception as exc:  # a failed calibration job: one line, nothing of the run spent yet
                 raise BackendError(
@@ -165,7 +203,7 @@ class IBMRuntimeBackend(Backend):
         from qiskit_ibm_runtime.executor_sampler import Sampler
 
         if self._mode is None:
-            device = self.device()
+            device = self.calibration_target()
             self._mode = {
                 "job": lambda: device,
                 "batch": lambda: Batch(backend=device),
@@ -173,7 +211,7 @@ class IBMRuntimeBackend(Backend):
             }[self.mode_name]()
         options = {"default_shots": self.shots, **self.options}
         if self.local:  # the local simulator ignores DD and twirling options with a warning
-            options = {"default_shots": self.shots, "simulator": {"seed_simulator": self.seed}}
+            options = {"default_shots": self.shots, "simulator": {"seed_simulator": self._local_seed()}}
         return Sampler(mode=self._mode, options=options)
 
     # --- execution
@@ -188,7 +226,8 @@ class IBMRuntimeBackend(Backend):
         digest = hashlib.sha256()
         digest.update(self._isa[id(circuit)][2])
         digest.update(np.ascontiguousarray(values, dtype=np.float64).tobytes())
-        digest.update(f"{self.shots}|{self.device_name}|{self.seed}|{self.optimization_level}|{self.options}".encode())
+        settings = f"{self.shots}|{self.device_name}|{self.seed}|{self.optimization_level}|{self.options}"
+        digest.update((settings + (f"|{self.request_tag}" if self.request_tag else "")).encode())
         return digest.hexdigest()
 
     def _run_with_retries(self, circuit: QuantumCircuit, isa: QuantumCircuit, values: np.ndarray) -> np.ndarray:

@@ -15,6 +15,7 @@ circuit of the run executes.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
@@ -76,13 +77,25 @@ class ReadoutMitigator:
     _calibrations: ClassVar[dict[tuple, Any]] = {}  # (device, qubits, shots) -> M3Mitigation, per process
 
     def __init__(
-        self, device: Any, isa: QuantumCircuit, shots: int, *, runtime_mode: Any = None, ledger: Any = None
+        self,
+        device: Any,
+        isa: QuantumCircuit,
+        shots: int,
+        *,
+        runtime_mode: Any = None,
+        ledger: Any = None,
+        cals_file: Path | None = None,
     ) -> None:
+        """``cals_file``: where the calibration is kept; an existing one is loaded instead of measured
+        again (a resumed trial does not pay for its calibration twice)."""
         import mthree
 
         self.qubits = mthree.utils.final_measurement_mapping(isa)  # physical qubit -> clbit
         self.num_bits = isa.num_clbits
         key = (device.name, tuple(sorted(self.qubits.items())), shots)
+        if cals_file is not None and cals_file.is_file():
+            self._calibrations[key] = mthree.M3Mitigation(device)
+            self._calibrations[key].cals_from_file(str(cals_file))
         if key not in self._calibrations:
             mitigation = mthree.M3Mitigation(device)
             jobs = mitigation.cals_from_system(
@@ -92,6 +105,8 @@ class ReadoutMitigator:
                 spent = calibration_shots(mitigation.cal_method, len(self.qubits), shots)
                 info = {"purpose": "mthree calibration", "method": mitigation.cal_method, "shots": spent}
                 ledger.record(f"mthree:{key}", ",".join(job.job_id() for job in jobs), info)
+            if cals_file is not None:
+                mitigation.cals_to_file(str(cals_file))
             self._calibrations[key] = mitigation
         self.mitigation = self._calibrations[key]
 

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from qiskit import QuantumCircuit
+from qiskit.providers import BackendV2
 from qiskit_aer import AerSimulator
 from qiskit_aer.noise import NoiseModel
 from qiskit_aer.noise.passes import RelaxationNoisePass
@@ -69,8 +70,10 @@ def _compact(circuit: QuantumCircuit, active: list[int]) -> QuantumCircuit:
     return out
 
 
-def _restricted_gate_noise(full: NoiseModel, active: list[int]) -> NoiseModel:
-    index = {physical: k for k, physical in enumerate(active)}
+def _restricted_gate_noise(full: NoiseModel, active: list[int], relabel: bool = True) -> NoiseModel:
+    """``full``'s gate errors and relaxation on the ``active`` qubits only: relabelled 0..k-1 (for the
+    compacted circuit), or on their physical indices (for the whole-device ISA circuit)."""
+    index = {physical: k if relabel else physical for k, physical in enumerate(active)}
     model = NoiseModel(basis_gates=full.basis_gates)
     for name, error in full._default_quantum_errors.items():
         model.add_all_qubit_quantum_error(error, name, warnings=False)
@@ -78,7 +81,7 @@ def _restricted_gate_noise(full: NoiseModel, active: list[int]) -> NoiseModel:
         for qubits, error in per_qubits.items():
             if all(q in index for q in qubits):
                 model.add_quantum_error(error, name, [index[q] for q in qubits], warnings=False)
-    chosen = np.asarray(active)
+    chosen = np.asarray(active) if relabel else slice(None)
     for noise_pass in full._custom_noise_passes:
         if not isinstance(noise_pass, RelaxationNoisePass):
             raise NotImplementedError(f"cannot restrict noise pass {type(noise_pass).__name__}")
@@ -92,6 +95,25 @@ def _restricted_gate_noise(full: NoiseModel, active: list[int]) -> NoiseModel:
             )
         )
     return model
+
+
+def device_simulator(device: BackendV2, full: NoiseModel, circuits: list[QuantumCircuit]) -> AerSimulator:
+    """An Aer simulator of ``device`` for its ISA ``circuits``: the device's target, and its noise
+    (gates, relaxation, readout) on the qubits they touch only, simulated as one density matrix.
+
+    What the runtime's local mode runs a job on. Given the fake device itself it rebuilds a noise
+    model of the whole device for every job and sends it to Aer (30-45 s a job for 7 qubits); the
+    noise on idle qubits changes nothing in the counts. The density matrix of the active qubits (Aer
+    truncates the others) gives every shot from one simulation, with the same distribution of counts
+    as the trajectories.
+    """
+    active = sorted({qubit for circuit in circuits for qubit in _active_qubits(circuit)})
+    model = _restricted_gate_noise(full, active, relabel=False)
+    for qubit in active:
+        error = full._local_readout_errors.get((qubit,), full._default_readout_error)
+        if error is not None:
+            model.add_readout_error(error, [qubit], warnings=False)
+    return AerSimulator.from_backend(device, noise_model=model, method="density_matrix")
 
 
 def _readout_matrices(full: NoiseModel, circuit: QuantumCircuit, active: list[int]) -> np.ndarray:

@@ -36,6 +36,7 @@ E2E_MODULES = {
     "test_density",
     "test_torch_density",
     "test_contribution_map",
+    "test_trial",
 }
 
 

@@ -1,0 +1,63 @@
+"""Run a trained model's hardware trial as one batch: plan, M3, raw / DD / twirling, fine-tune, report.
+
+python scripts/trial.py RUN --ibm-backend ibm_torino --max-qpu-seconds 120      # a real device
+python scripts/trial.py RUN --ibm-backend fake_torino                           # the local rehearsal
+
+The plan (jobs, shots, estimated QPU seconds) is printed and checked against --max-qpu-seconds before
+anything is submitted; a rerun with the same --out collects the jobs that finished instead of paying
+for them again. Writes OUT/trial.md, OUT/trial.png, OUT/trial.json, the device's P (p_*.npy), the
+M3 calibration and the job ledger (jobs.jsonl).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from ..cli import run_main
+from ..config import ConfigError
+from ..trial import TrialSettings, run_trial
+
+
+def main(argv: list[str] | None = None) -> int:
+    defaults = TrialSettings(run="", device="", out="")
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("run", help="a trained run directory")
+    parser.add_argument("--ibm-backend", required=True, help="device name (ibm_*), or fake_* for the local rehearsal")
+    parser.add_argument("--out", help="trial folder (default RUN/trial_<device>)")
+    parser.add_argument("--shots", type=int, default=defaults.shots, help="shots of each circuit job")
+    parser.add_argument("--calibration-shots", type=int, default=defaults.calibration_shots, help="per M3 circuit")
+    parser.add_argument(
+        "--repeats", type=int, default=defaults.repeats, help="jobs per variant (>= 2 to judge the fine-tune)"
+    )
+    parser.add_argument("--max-qpu-seconds", type=float, default=defaults.max_qpu_seconds, help="refuse plans above")
+    parser.add_argument("--ibm-mode", default=defaults.mode, help="batch or job (the Open Plan has no session)")
+    parser.add_argument("--finetune-steps", type=int, default=defaults.finetune_steps, help="steps on the measured P")
+    parser.add_argument("--seed", type=int, default=defaults.seed, help="transpiler, simulator, fine-tune seed")
+    args = parser.parse_args(argv)
+    for name in ("shots", "calibration_shots", "repeats", "finetune_steps"):
+        if getattr(args, name) < (0 if name == "finetune_steps" else 1):
+            raise ConfigError(f"--{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
+    out = args.out or str(Path(args.run) / f"trial_{args.ibm_backend}")
+    settings = TrialSettings(
+        run=args.run,
+        device=args.ibm_backend,
+        out=out,
+        shots=args.shots,
+        calibration_shots=args.calibration_shots,
+        repeats=args.repeats,
+        max_qpu_seconds=args.max_qpu_seconds,
+        mode=args.ibm_mode,
+        finetune_steps=args.finetune_steps,
+        seed=args.seed,
+    )
+    result = run_trial(settings)
+    print(Path(out, "trial.md").read_text(), end="")
+    print(f"trial files: {out} ({'local rehearsal' if result['local'] else result['device']})")
+    return 0
+
+
+def cli() -> None:
+    """Console entry point ``qtrain-trial``."""
+    sys.exit(run_main(main))
