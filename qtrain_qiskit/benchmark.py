@@ -13,7 +13,7 @@ import multiprocessing
 import resource
 import statistics
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -44,11 +44,10 @@ def peak_rss_mib() -> float:
 INPUT_SHAPES = {"mnist": (1, 28, 28), "fashion_mnist": (1, 28, 28), "cifar10": (3, 32, 32)}
 
 
-def time_steps(config: Config, steps: int, warmup: int = 3) -> dict[str, Any]:
-    """Median and spread of ``steps`` timed training steps after ``warmup`` untimed ones."""
+def training_step(config: Config) -> tuple[Any, Callable[[], None]]:
+    """The configured model and one real training step on random inputs of the dataset's shape."""
     device = resolve_device(config.execution.device)
     torch.manual_seed(config.train.seed)
-    rss_before = peak_rss_mib()
     model = build_model(config, device)
     stepper = Stepper(model, config.train.lr, config.train.clip, device)
     x = torch.randn(config.train.batch_size, *INPUT_SHAPES[config.data.dataset], device=device)
@@ -60,6 +59,14 @@ def time_steps(config: Config, steps: int, warmup: int = 3) -> dict[str, Any]:
         if device.type == "cuda":
             torch.cuda.synchronize()
 
+    return model, step
+
+
+def time_steps(config: Config, steps: int, warmup: int = 3) -> dict[str, Any]:
+    """Median and spread of ``steps`` timed training steps after ``warmup`` untimed ones."""
+    device = resolve_device(config.execution.device)
+    rss_before = peak_rss_mib()
+    model, step = training_step(config)
     for _ in range(warmup):
         step()
     times = []
@@ -181,3 +188,122 @@ def _time_run_evaluations(config: Config, repeats: int, path: str) -> dict[str, 
         "scored_evaluation_s": scored_times,
         "test_accuracies": accuracies,
     }  # fmt: skip
+
+
+# The side-by-side comparison: (label, config file, flags, label of the step it is compared with).
+# Config files are read from the checkout's configs/ folder; None is the defaults (the seed's
+# reference, as configs/mnist.yaml) and "main" the train command's main job.
+SUITE = (
+    ("classical step, reference CNN", None, {"method": "classical"}, None),
+    ("QT reference, torch_statevector + adjoint", None, {"backend": "torch_statevector", "grad": "adjoint"},
+     "classical step, reference CNN"),
+    ("QT reference, aer_statevector (the card's path)", None, {"backend": "aer_statevector"},
+     "classical step, reference CNN"),
+    ("mnist_hardware as shipped, --train-shots 8192", "mnist_hardware.yaml", {"train_shots": 8192},
+     "classical step, reference CNN"),
+    ("main job (mnist_hardware settings on aer_statevector)", "main", {}, "classical step, reference CNN"),
+)  # fmt: skip
+CIFAR_SUITE = (
+    ("classical step, qt_cifar_cnn", "cifar10_qt.yaml", {"method": "classical"}, None),
+    ("QT cifar10_qt (19 qubits), torch_statevector", "cifar10_qt.yaml", {}, "classical step, qt_cifar_cnn"),
+)
+
+
+def suite_config(source: str | None, flags: dict[str, Any], configs: Path, common: dict[str, Any]) -> Config:
+    """One suite entry's configuration: its file (or the defaults, or the main job), its flags, ``common``."""
+    from .commands.train import MAIN_JOB
+    from .config import apply, load_yaml, validate
+
+    config = Config()
+    if source == "main":
+        apply(config, MAIN_JOB, "MAIN_JOB")
+    elif source is not None:
+        apply(config, load_yaml(configs / source), source)
+    return validate(apply(apply(config, flags, "suite"), common, "command line"))
+
+
+def alternate(steps: dict[str, Callable[[], None]], repeats: int, warmup: int) -> dict[str, dict[str, Any]]:
+    """Each step timed ``repeats`` times, the steps taking turns, so that a change in the machine's
+    load falls on all of them alike; wall and CPU (all threads of this process) milliseconds."""
+    for step in steps.values():
+        for _ in range(warmup):
+            step()
+    wall: dict[str, list[float]] = {label: [] for label in steps}
+    cpu: dict[str, list[float]] = {label: [] for label in steps}
+    for _ in range(repeats):
+        for label, step in steps.items():
+            start, start_cpu = time.perf_counter(), time.process_time()
+            step()
+            wall[label].append((time.perf_counter() - start) * 1e3)
+            cpu[label].append((time.process_time() - start_cpu) * 1e3)
+    out = {}
+    for label in steps:
+        quartiles = statistics.quantiles(wall[label], n=4, method="inclusive") if repeats > 1 else [wall[label][0]] * 3
+        out[label] = {"median_ms": statistics.median(wall[label]), "p25_ms": quartiles[0], "p75_ms": quartiles[2],
+                      "median_cpu_ms": statistics.median(cpu[label])}  # fmt: skip
+    return out
+
+
+def compare_steps(entries: Sequence[tuple], configs: Path, common: dict[str, Any], repeats: int, warmup: int,
+                  threads: int | None = None) -> list[dict[str, Any]]:  # fmt: skip
+    """The entries' training steps alternated in this process; each row with its ratio to its baseline.
+
+    ``threads`` sets torch's intra-op threads (None: torch's default) before anything is built.
+    """
+    if threads:
+        torch.set_num_threads(threads)
+    built = {label: training_step(suite_config(source, flags, configs, common)) for label, source, flags, _ in entries}
+    timed = alternate({label: step for label, (_, step) in built.items()}, repeats, warmup)
+    rows = []
+    for label, source, flags, baseline in entries:
+        row = {"step": label, "config": source or "defaults (configs/mnist.yaml)", "flags": flags, **timed[label]}
+        if baseline is not None:
+            row["ratio"] = timed[label]["median_ms"] / timed[baseline]["median_ms"]
+            row["cpu_ratio"] = timed[label]["median_cpu_ms"] / timed[baseline]["median_cpu_ms"]
+        rows.append({**row, "trainable_params": built[label][0].parameter_counts()["trainable_params"],
+                     "torch_threads": torch.get_num_threads()})  # fmt: skip
+    return rows
+
+
+def peak_memory(entry: tuple, configs: Path, common: dict[str, Any], steps: int) -> dict[str, Any]:
+    """Peak resident memory of a few steps of one entry, in a fresh process of its own (see `time_scaling`)."""
+    label, source, flags, _ = entry
+    config = suite_config(source, flags, configs, common)
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        result = pool.submit(time_steps, config, steps, 1).result()
+    return {
+        "step": label,
+        "peak_rss_mib": result["peak_rss_mib"],
+        "rss_before_model_mib": result["rss_before_model_mib"],
+    }
+
+
+def run_suite(configs: Path, repeats: int, warmup: int, threads: int | None, cifar: bool) -> dict[str, Any]:
+    """The MNIST suite alternated in one spawned process and, with ``cifar``, the CIFAR pair in another,
+    with each CIFAR step's peak memory from a process of its own."""
+    common = {"batch_size": 64}
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(1, mp_context=context) as pool:
+        result = {"mnist": pool.submit(compare_steps, SUITE, configs, common, repeats, warmup, threads).result()}
+    if cifar:
+        with ProcessPoolExecutor(1, mp_context=context) as pool:
+            result["cifar10"] = pool.submit(
+                compare_steps, CIFAR_SUITE, configs, common, repeats, warmup, threads
+            ).result()
+        result["cifar10_memory"] = [peak_memory(entry, configs, common, 2) for entry in CIFAR_SUITE]
+    return result
+
+
+def suite_table(result: dict[str, Any]) -> str:
+    """The suite as a markdown table: medians, quartiles, CPU time and the ratios side by side."""
+    lines = ["| step (batch 64) | median ms (p25-p75) | ratio | median CPU ms | CPU ratio |", "|---|---|---|---|---|"]
+    for group in ("mnist", "cifar10"):
+        for row in result.get(group, []):
+            ratio = f"{row['ratio']:.2f}x" if "ratio" in row else "1.00"
+            cpu_ratio = f"{row['cpu_ratio']:.2f}x" if "cpu_ratio" in row else "1.00"
+            lines.append(f"| {row['step']} | {row['median_ms']:.2f} ({row['p25_ms']:.2f}-{row['p75_ms']:.2f}) | "
+                         f"{ratio} | {row['median_cpu_ms']:.2f} | {cpu_ratio} |")  # fmt: skip
+    for row in result.get("cifar10_memory", []):
+        lines.append(f"\npeak memory, {row['step']}: {row['peak_rss_mib']:.0f} MiB "
+                     f"({row['rss_before_model_mib']:.0f} MiB before the model)")  # fmt: skip
+    return "\n".join(lines)

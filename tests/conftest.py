@@ -43,6 +43,7 @@ E2E_MODULES = {
 # The fast unit tier: `python -m pytest -m "not e2e"` (under a minute on 2 cores).
 UNIT_MODULES = {
     "test_ablations",
+    "test_engine_paths",
     "test_ansatz",
     "test_backend_options",
     "test_backends",

@@ -5,6 +5,7 @@ python scripts/benchmark.py --backend aer_statevector --grad param_shift --steps
 python scripts/benchmark.py --evaluate --backend aer_noisy --noise fake_torino --shots 4096 --steps 3
 python scripts/benchmark.py --evaluate --run RUN --backend aer_noisy --noise fake_torino --shots 8192 --steps 10
 python scripts/benchmark.py --backend torch_statevector --scaling 13,14,15,16 --steps 5   # target mlp ~ 2^N
+python scripts/benchmark.py --suite --steps 30 --out docs/results/benchmarks/suite   # the steps side by side, ratios
 """
 
 from __future__ import annotations
@@ -12,8 +13,9 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
-from ..benchmark import time_evaluations, time_scaling, time_steps
+from ..benchmark import run_suite, suite_table, time_evaluations, time_scaling, time_steps
 from ..cli import run_main
 from ..config import ConfigError, build_parser, from_args
 
@@ -42,6 +44,17 @@ def main(argv: list[str] | None = None) -> int:
             "each evaluation with its test pass as scripts/evaluate.py runs it",
         )
         parser.add_argument(
+            "--suite",
+            action="store_true",
+            help="alternate the classical step of the reference CNN, the reference QT step on torch_statevector and "
+            "aer_statevector, mnist_hardware, the main job and cifar10_qt (generated inputs) and print the medians and "
+            "ratios side by side (--steps repeats each; configuration flags are ignored)",
+        )
+        parser.add_argument("--threads", type=int, help="with --suite: torch intra-op threads (default: torch's)")
+        parser.add_argument("--no-cifar", action="store_true", help="with --suite: leave out the 19-qubit CIFAR pair")
+        parser.add_argument("--configs", default="configs", help="with --suite: folder of the shipped config files")
+        parser.add_argument("--out", metavar="DIR", help="with --suite: also write suite.json and suite.md there")
+        parser.add_argument(
             "--scaling",
             metavar="N,N,...",
             help="time steps and peak memory per qubit count N, target mlp_<hidden> with M just under 2^N",
@@ -50,6 +63,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser(__doc__.splitlines()[0], extra).parse_args(argv)
     if args.steps < 1 or args.warmup < 0:
         raise ConfigError(f"--steps must be >= 1 and --warmup >= 0, got {args.steps} and {args.warmup}")
+    if args.suite:
+        return suite(args)
     if args.run and not args.evaluate:
         raise ConfigError("--run times a run's evaluations: add --evaluate")
     base = None
@@ -65,6 +80,24 @@ def main(argv: list[str] | None = None) -> int:
     else:
         result = time_steps(config, args.steps, args.warmup)
     print(json.dumps(result, indent=2))
+    return 0
+
+
+def suite(args: argparse.Namespace) -> int:
+    """``--suite``: the side-by-side table (and, with --out, its JSON and markdown)."""
+    configs = Path(args.configs)
+    if not (configs / "cifar10_qt.yaml").is_file():
+        raise ConfigError(f"--configs: {configs} does not hold the shipped config files (run from the checkout)")
+    if args.threads is not None and args.threads < 1:
+        raise ConfigError(f"--threads must be >= 1, got {args.threads}")
+    result = run_suite(configs, args.steps, args.warmup, args.threads, cifar=not args.no_cifar)
+    table = suite_table(result)
+    print(table)
+    if args.out:
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "suite.json").write_text(json.dumps(result, indent=2) + "\n")
+        (out / "suite.md").write_text(table + "\n")
     return 0
 
 

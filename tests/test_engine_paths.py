@@ -1,0 +1,157 @@
+"""The fast exact paths: the torch engine's reverse sweep, Aer's shared forward, the main job's configuration.
+
+Gradients are checked against central finite differences of Qiskit's `Statevector` and against
+parameter shift on Aer's probabilities, never against the engine itself.
+"""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from qiskit import QuantumCircuit
+from qiskit.circuit import ParameterVector
+from qiskit.quantum_info import Statevector
+
+from qtrain_qiskit import backends
+from qtrain_qiskit.ansatz import build_ansatz
+from qtrain_qiskit.benchmark import CIFAR_SUITE, SUITE, suite_config
+from qtrain_qiskit.commands.train import MAIN_JOB, run_config
+from qtrain_qiskit.config import Config, apply, build_parser, load_yaml
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def probabilities(circuit: QuantumCircuit, values: np.ndarray) -> np.ndarray:
+    return np.stack([Statevector(circuit.assign_parameters(row)).probabilities() for row in values])
+
+
+def finite_difference_vjp(circuit: QuantumCircuit, values: np.ndarray, grad: np.ndarray, eps: float = 1e-6):
+    rows = []
+    for row, g in zip(values, grad, strict=True):
+        shifts = [probabilities(circuit, [row + eps * e, row - eps * e]) for e in np.eye(len(row))]
+        rows.append([g @ (plus - minus) / (2 * eps) for plus, minus in shifts])
+    return np.array(rows)
+
+
+def ry_circuits() -> dict[str, QuantumCircuit]:
+    """Circuits the reverse sweep takes: fixed gates before an RY in a slot, shared and affine angles."""
+    t = ParameterVector("t", 4)
+    mixed = QuantumCircuit(4)
+    mixed.h(0)
+    mixed.ry(1.7 * t[0] - 0.4, 0)
+    mixed.ry(t[1], 1)
+    mixed.cx(0, 2)
+    mixed.cz(1, 3)
+    mixed.x(3)
+    mixed.ry(t[0], 3)
+    mixed.swap(0, 3)
+    mixed.ry(t[2], 2)
+    mixed.cx(2, 1)
+    mixed.ry(t[3], 1)
+    return {
+        "linear_3x3": build_ansatz(3, 3),
+        "circular_6x2": build_ansatz(6, 2, "circular"),  # two chunks of qubits
+        "linear_11x2": build_ansatz(11, 2),  # three chunks
+        "mixed": mixed,
+    }
+
+
+@pytest.mark.parametrize("name", list(ry_circuits()))
+def test_reverse_sweep_matches_finite_differences(name):
+    circuit = ry_circuits()[name]
+    engine = backends.get_backend("torch_statevector")
+    assert engine.program(circuit).adjoint is not None  # the sweep, not the autograd fallback, is under test
+    rng = np.random.default_rng(len(name))
+    values = rng.uniform(-np.pi, np.pi, (3, circuit.num_parameters))  # one factor per row
+    grad = rng.normal(size=(3, 2**circuit.num_qubits))
+    np.testing.assert_allclose(engine.probabilities(circuit, values), probabilities(circuit, values), atol=1e-10)
+    expected = finite_difference_vjp(circuit, values, grad)
+    np.testing.assert_allclose(engine.vjp(circuit, values, grad), expected, rtol=1e-6, atol=1e-8)
+
+
+def test_an_angle_under_a_later_gate_takes_autograd_and_stays_exact():
+    t = ParameterVector("t", 2)
+    circuit = QuantumCircuit(2)
+    circuit.ry(t[0], 0)
+    circuit.h(0)  # dK/dtheta is no longer (-iY/2) K: the sweep does not apply
+    circuit.cx(0, 1)
+    circuit.rx(t[1], 1)
+    engine = backends.get_backend("torch_statevector")
+    assert engine.program(circuit).adjoint is None
+    values, grad = np.array([[0.3, -1.1]]), np.random.default_rng(0).normal(size=(1, 4))
+    np.testing.assert_allclose(engine.vjp(circuit, values, grad), finite_difference_vjp(circuit, values, grad),
+                               rtol=1e-6, atol=1e-8)  # fmt: skip
+
+
+def test_training_path_gradient_is_the_sweep_in_float32_too():
+    circuit = build_ansatz(13, 3)
+    values = torch.tensor(np.random.default_rng(1).uniform(-3, 3, (1, circuit.num_parameters)))
+    weights = torch.randn(1, 2**13, dtype=torch.float64)
+    gradients = []
+    for precision in ("float32", "float64"):
+        engine = backends.get_backend("torch_statevector", precision=precision)
+        angles = values.to(getattr(torch, precision)).clone().requires_grad_(True)
+        probs = engine.torch_probabilities(circuit, angles)
+        assert probs.grad_fn.name() == "_AdjointProbabilitiesBackward"
+        (probs * weights.to(probs.dtype)).sum().backward()
+        gradients.append(angles.grad.double())
+    float64 = gradients[1].numpy()
+    expected = backends.get_backend("qiskit_statevector")  # no reverse pass: finite differences of it
+    assert not expected.supports_vjp()
+    np.testing.assert_allclose(float64, finite_difference_vjp(circuit, values.numpy(), weights.numpy()), atol=1e-8)
+    np.testing.assert_allclose(gradients[0].numpy(), float64, atol=1e-5)
+
+
+def parameter_shift_vjp(backend, circuit: QuantumCircuit, values: np.ndarray, grad: np.ndarray) -> np.ndarray:
+    """RY angles: dP/dtheta = (P(theta + pi/2) - P(theta - pi/2)) / 2, each P from ``backend``."""
+    shift = np.pi / 2 * np.eye(values.shape[1])
+    plus, minus = backend.probabilities(circuit, values + shift), backend.probabilities(circuit, values - shift)
+    return ((plus - minus) / 2 @ grad[0])[None]
+
+
+def test_aer_reverse_pass_starts_from_aer_forward_and_matches_parameter_shift():
+    aer = backends.get_backend("aer_statevector")
+    circuit = build_ansatz(5, 3)
+    rng = np.random.default_rng(2)
+    values, grad = rng.uniform(-np.pi, np.pi, (1, circuit.num_parameters)), rng.normal(size=(1, 32))
+    probs = aer.probabilities(circuit, values)
+    np.testing.assert_allclose(probs, probabilities(circuit, values), atol=1e-12)
+    assert aer.sampler.final_states(circuit, values) is not None  # the forward's state is there to share
+    shared = aer.vjp(circuit, values, grad)
+    np.testing.assert_allclose(shared, parameter_shift_vjp(aer, circuit, values, grad), atol=1e-10)
+    other = values + 0.1  # a vjp at other angles than the latest forward simulates them itself
+    assert aer.sampler.final_states(circuit, other) is None
+    np.testing.assert_allclose(aer.vjp(circuit, other, grad), finite_difference_vjp(circuit, other, grad), atol=1e-8)
+
+
+def test_aer_binds_angles_that_are_not_affine_through_aer_own_conversion():
+    t = ParameterVector("t", 2)
+    circuit = QuantumCircuit(2)
+    circuit.ry(t[0] * t[1], 0)  # two parameters in one angle: no affine column, Aer converts it
+    circuit.cx(0, 1)
+    circuit.ry(t[1], 1)
+    aer = backends.get_backend("aer_statevector")
+    values = np.array([[0.7, -1.3], [2.0, 0.4]])
+    np.testing.assert_allclose(aer.probabilities(circuit, values), probabilities(circuit, values), atol=1e-12)
+    assert aer.sampler._program(circuit).angles is None
+
+
+def test_main_job_is_mnist_hardware_at_20_epochs_on_the_card_path_and_the_reference_is_one_flag_away():
+    parse = build_parser("test", extra=lambda p: p.add_argument("--resume")).parse_args
+    main = run_config(parse([]), None)
+    shipped = apply(Config(), load_yaml(REPO / "configs" / "mnist_hardware.yaml"), "mnist_hardware.yaml")
+    shipped.name, shipped.execution.backend, shipped.train.epochs = "mnist_main", "aer_statevector", 20
+    assert main.to_dict() == shipped.to_dict()
+    assert MAIN_JOB["execution"]["backend"] == "aer_statevector"
+    reference = run_config(parse(["--config", str(REPO / "configs" / "mnist.yaml")]), None)
+    assert reference.to_dict() == Config().to_dict()
+    assert run_config(parse(["--epochs", "2"]), None).model.weights_per_state == 64  # flags go on top of it
+
+
+def test_every_benchmark_suite_entry_is_a_valid_configuration():
+    labels = {label for label, *_ in SUITE + CIFAR_SUITE}
+    for label, source, flags, baseline in SUITE + CIFAR_SUITE:
+        config = suite_config(source, flags, REPO / "configs", {"batch_size": 64})
+        assert config.train.batch_size == 64 and (baseline is None or baseline in labels), label
+    assert suite_config(*SUITE[2][1:3], REPO / "configs", {}).execution.backend == "aer_statevector"
