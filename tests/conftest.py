@@ -55,6 +55,7 @@ UNIT_MODULES = {
     "test_mapping",
     "test_model",
     "test_qnn",
+    "test_reporting",
     "test_sampled",
     "test_shot_noise",
     "test_start",

@@ -1,0 +1,94 @@
+"""The reporting package and --help: the tables under docs/results/ regenerate from the files kept
+there, the README's row picks the best control by hand-checkable rules, and --help is one line per
+option, grouped by section."""
+
+import csv
+import re
+
+import pytest
+
+from qtrain_qiskit.cli import run_main
+from qtrain_qiskit.commands import table
+from qtrain_qiskit.config import TOP_LEVEL, _fields, build_parser
+from qtrain_qiskit.reporting.comparison import comparison_table
+from qtrain_qiskit.reporting.results import table as results_table
+from qtrain_qiskit.reporting.runs import RunResult, group_runs, runs_from_csv
+from qtrain_qiskit.reporting.shipped import shipped_table
+
+from .conftest import REPO
+
+RESULTS = REPO / "docs" / "results"
+KEPT = sorted(path.parent for path in RESULTS.glob("comparison_*/results.csv"))
+
+
+@pytest.mark.parametrize("folder", KEPT, ids=lambda p: p.name)
+def test_kept_csv_regenerates_its_results_and_comparison_tables(folder):
+    groups = group_runs(runs_from_csv(folder / "results.csv"))
+    assert results_table(groups) == (folder / "results.md").read_text()
+    assert comparison_table(groups) == (folder / "comparison.md").read_text()
+
+
+@pytest.mark.parametrize(
+    ("argv", "kept"),
+    [
+        (["shipped", str(RESULTS / "shipped.yaml")], "shipped.md"),
+        (["targets", str(RESULTS / "hardware" / "runs")], "hardware/targets.md"),
+        (["device-in-the-loop", str(RESULTS / "hardware" / "device_in_the_loop")], None),
+        (["device-in-the-loop", str(RESULTS / "hardware" / "device_in_the_loop"), "--level2"], None),
+        (["steps-to-val", "0.9", *map(str, sorted(RESULTS.glob("start/runs_hb/mnist_425_hb4_seed?")))], None),
+    ],
+    ids=["shipped", "targets", "device-in-the-loop", "level2", "steps-to-val"],
+)
+def test_table_command_writes_the_kept_table(tmp_path, argv, kept):
+    """--out writes what is printed; where the file is one command's whole output, it is the kept file."""
+    out = tmp_path / "table.md"
+    assert run_main(table.main, [*argv, "--out", str(out)]) == 0
+    text = out.read_text()
+    assert text.startswith("| ") and text.count("\n") >= 3
+    if kept:
+        assert text == (RESULTS / kept).read_text()
+
+
+def write_csv(path, rows):
+    fields = list(RunResult.__dataclass_fields__)
+    with path.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fields)
+        writer.writeheader()
+        for name, method, target, quantum, seed, accuracy, trainable in rows:
+            counts = dict(quantum_params=0, mapping_params=0, target_params=100, num_qubits=3, num_blocks=1)
+            run = RunResult(
+                f"r/{name}{seed}", name, method, seed, accuracy, accuracy, trainable, **counts, hidden="4", epochs=1,
+                train_seconds=1.0, target=target, quantum=quantum, group="g",
+            )  # fmt: skip
+            writer.writerow(vars(run))
+
+
+def test_shipped_row_takes_the_best_control_and_leaves_the_full_cnn_out(tmp_path):
+    rows = []
+    for seed, (trained, frozen, cnn, full) in enumerate([(0.90, 0.89, 0.50, 0.99), (0.92, 0.90, 0.60, 0.99)]):
+        rows += [
+            ("g_trained", "quantum_train", "mnist_cnn", "trained", seed, trained, 40),
+            ("g_frozen", "quantum_train", "mnist_cnn", "frozen", seed, frozen, 30),
+            ("g_cnn_1_1_0", "classical", "cnn_1_1_0", "trained", seed, cnn, 41),
+            ("g_mnist_cnn", "classical", "mnist_cnn", "trained", seed, full, 100),  # full size: no control
+        ]
+    write_csv(tmp_path / "results.csv", rows)
+    (tmp_path / "shipped.yaml").write_text("- {config: toy, results: results.csv, group: g, device: {note: none}}\n")
+    row = shipped_table(tmp_path / "shipped.yaml").splitlines()[2]
+    # differences trained - frozen: +1.0 and +2.0 points; the 4 exact resamples' means: 1.0, 1.5, 1.5, 2.0
+    assert row == "| `toy` | 40 | 91.00 ± 1.41% | frozen: 89.50 ± 0.71% | +1.50 [+1.00, +2.00] | none |"
+
+
+def test_help_groups_every_flag_by_section_one_line_each():
+    text = build_parser("test").format_help()
+    lines = text.splitlines()
+    assert lines[0] == f"usage: {build_parser('test').prog} [--config FILE] [options]"
+    titles = [line[:-1] for line in lines if re.fullmatch(r"[a-z][a-z_: ,()\-]*:", line)]
+    sections = [t for t in titles if not t.startswith("execution: ")]
+    assert sections == ["options", "model", "circuit", "execution", "training", "data", "output"]
+    assert [t for t in titles if t.startswith("execution: ")], "no subgroup per backend"
+    for key, (_, field, _) in _fields().items():
+        flag = f"--{key.replace('_', '-')} "
+        found = [line for line in lines if line.lstrip().startswith(flag)]
+        help_text = TOP_LEVEL.get(key) or field.metadata["help"]
+        assert len(found) == 1 and help_text[:30] in found[0], key
