@@ -17,13 +17,14 @@ from qtrain_qiskit.config import Config, apply, load_yaml, validate
 from .conftest import REPO, run_script_inprocess
 
 
-@pytest.mark.parametrize(("name", "qubits", "most"), [("mnist_hardware", 7, 1500), ("mnist_hardware_compact", 8, 600)])
-def test_hardware_configs_fit_their_budgets(name, qubits, most):
+# The shipped counts the docs quote (1,288 and 558 trainable), not a ceiling a changed model passes.
+@pytest.mark.parametrize(("name", "qubits", "count"), [("mnist_hardware", 7, 1288), ("mnist_hardware_compact", 8, 558)])
+def test_hardware_configs_fit_their_budgets(name, qubits, count):
     path = REPO / "configs" / f"{name}.yaml"
     config = validate(apply(Config(), load_yaml(path), str(path)))
     model = build_model(config, torch.device("cpu"))
     assert model.mapping.num_qubits == qubits
-    assert model.parameter_counts()["trainable_params"] <= most
+    assert model.parameter_counts()["trainable_params"] == count
     assert config.train.train_shots == 8192 and config.execution.backend == "torch_statevector"
 
 
