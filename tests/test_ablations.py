@@ -162,6 +162,11 @@ def test_paired_statistics_match_a_hand_computed_example():
     assert bootstrap_ci(diffs) == pytest.approx((0.0, 0.03))
     assert bootstrap_ci([0.01, 0.02]) == pytest.approx((0.01, 0.02))  # 4 resamples: 0.01, 0.015 x 2, 0.02
     assert wilcoxon_p(diffs) is None  # fewer than 5 seeds
+    # Above 6 seeds the resamples are drawn (20,000 of them). Seven 0s and one 1: the mean is k / 8,
+    # k ~ Binomial(8, 1/8): P(k = 0) = 0.344 >= 2.5%, so the lower bound is 0; P(k <= 2) = 0.933
+    # and P(k <= 3) = 0.989 straddle 97.5% by ~40 standard errors of 20,000 draws: the upper is 3/8.
+    assert bootstrap_ci([0.0] * 7 + [1.0]) == pytest.approx((0.0, 0.375))
+    assert bootstrap_ci([1.0] * 7 + [0.0]) == pytest.approx((0.625, 1.0))
     # all five differences positive: the exact two-sided p is 2 / 2^5 = 0.0625
     assert wilcoxon_p([0.01, 0.02, 0.03, 0.04, 0.05]) == pytest.approx(0.0625)
 
