@@ -52,7 +52,12 @@ def test_training_learns_and_writes_the_run_directory(trained):
     records = metrics(run_dir)
     assert [r["epoch"] for r in records] == [1, 2, 3]
     assert records[-1]["train_loss"] < records[0]["train_loss"]
-    assert records[-1]["val_loss"] < 2.2  # chance is ln(10) = 2.30
+    # Measured with these settings: val loss 0.585 and test accuracy 0.827 on real MNIST (10,000 test
+    # images: binomial sd 0.004), 1.00 on the generated set. The bounds sit far below (the accuracy
+    # ~30 sd) to leave room for seeds and platforms, and far above chance (ln 10 = 2.30, 0.10). A
+    # frozen circuit reaches 0.838 here, so a broken circuit gradient is left to the gradient tests
+    # against finite differences; this catches a run that stopped learning.
+    assert records[-1]["val_loss"] < 1.0
     summary = json.loads((run_dir / SUMMARY_FILE).read_text())
     for key in (
         "test_accuracy",
@@ -71,7 +76,7 @@ def test_training_learns_and_writes_the_run_directory(trained):
     ):
         assert key in summary, key
     assert summary["quantum_params"] == 13 * 2 and summary["target_params"] == 6676
-    assert summary["test_accuracy"] > 0.2
+    assert summary["test_accuracy"] > 0.7
     assert (
         "compression M / trainable" in result.stdout
         and f"test accuracy {summary['test_accuracy']:.4f}" in result.stdout
