@@ -4,6 +4,7 @@ qtrain-table shipped docs/results/shipped.yaml --out docs/results/shipped.md   #
 qtrain-table targets docs/results/hardware/runs --out docs/results/hardware/targets.md
 qtrain-table device-in-the-loop docs/results/hardware/device_in_the_loop --out .../table.md
 qtrain-table device-in-the-loop docs/results/hardware/device_in_the_loop --level2 --out .../table_level2.md
+qtrain-table noise-aware docs/results/noise_aware --out docs/results/noise_aware/table.md
 qtrain-table layout --out docs/results/hardware/layout/table.md
 qtrain-table steps-to-val 0.90 docs/results/start/runs_hb/mnist_425_hb4_seed? --out docs/results/start/steps_hb.md
 
@@ -33,13 +34,15 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     loop = tables.add_parser("device-in-the-loop", help="exact-to-device drop won back by fine-tuning")
     loop.add_argument("folder", type=Path, help="folder of exact_seed<s>/ and ft_seed<s>/")
     loop.add_argument("--level2", action="store_true", help="the ten-evaluation re-measurement in level2/")
+    aware = tables.add_parser("noise-aware", help="noise-aware beside shot-only training, read on fake devices")
+    aware.add_argument("folder", type=Path, help="folder of eval_shots.jsonl and eval_noise.jsonl")
     layout = tables.add_parser("layout", help="transpiler levels 1 and 2 on fake devices: qubits and errors")
     layout.add_argument("--qubits", type=int, default=7, help="qubits of the chain [7]")
     layout.add_argument("--blocks", type=int, default=8, help="ansatz blocks [8]")
     steps = tables.add_parser("steps-to-val", help="steps until validation accuracy reaches a threshold")
     steps.add_argument("threshold", type=float, help="validation accuracy, e.g. 0.90")
     steps.add_argument("runs", type=Path, nargs="+", help="run directories (config.yaml, metrics.jsonl)")
-    for sub in (readme, targets, loop, layout, steps):
+    for sub in (readme, targets, loop, aware, layout, steps):
         sub.add_argument("--out", type=Path, help="also write the table to this Markdown file")
     return parser.parse_args(argv)
 
@@ -53,6 +56,8 @@ def build(args: argparse.Namespace) -> str:
     if args.table == "device-in-the-loop":
         make = hardware.device_in_the_loop_level2_table if args.level2 else hardware.device_in_the_loop_table
         return make(args.folder)
+    if args.table == "noise-aware":
+        return hardware.noise_aware_table(args.folder)
     if args.table == "layout":
         return hardware.layout_table(args.qubits, args.blocks)
     return start.steps_to_val_table(args.threshold, args.runs)

@@ -174,3 +174,50 @@ def layout_table(qubits: int = 7, blocks: int = 8, devices: Sequence[str] = LAYO
             rows.append([f"{name}, {level}", qubits_used, f"{max(errors):.4f}", f"{sum(errors):.3f}", f"{readout:.3f}"])
     header = ["device, level", "physical qubits", "worst two-qubit error", "sum of two-qubit errors"]
     return markdown_table([*header, "worst readout error"], rows)
+
+
+NOISE_AWARE_ARMS = {
+    "shot-only (torch_statevector + 8,192 train shots)": "eval_shots.jsonl",
+    "noise-aware (torch_density fake_torino + 8,192 train shots)": "eval_noise.jsonl",
+}
+NOISE_AWARE_DEVICES = ("fake_torino", "fake_fez", "fake_kingston", "fake_marrakesh", "fake_brisbane")
+
+
+def _evaluations(path: Path) -> dict[tuple[str, int], dict[str, Any]]:
+    """(device, seed) -> one line of a `qtrain-evaluate-devices` JSONL file."""
+    out = {}
+    for line in path.read_text().splitlines():
+        row = json.loads(line)
+        out[(row["device"], int(row["run"].rsplit("seed", 1)[1]))] = row
+    return out
+
+
+def _spread(values: list[float]) -> str:
+    return f"{100 * statistics.mean(values):.2f}% ({100 * min(values):.2f}-{100 * max(values):.2f})"
+
+
+def noise_aware_table(folder: Path, devices: Sequence[str] = NOISE_AWARE_DEVICES) -> str:
+    """Noise-aware training (under fake_torino's noise) beside shot-only training, per device read
+    at 8,192 shots: mean (min-max) over seeds and the per-seed difference, from the two arms' JSONL."""
+    arms = [_evaluations(folder / name) for name in NOISE_AWARE_ARMS.values()]
+    seeds = sorted({seed for _, seed in arms[0]})
+
+    def row(label: str, key: str, device: str) -> list[str]:
+        values = [[arm[(device, s)][key] for s in seeds] for arm in arms]
+        diffs = ", ".join(f"{100 * (b - a):+.2f}" for a, b in zip(*values, strict=True))
+        return [label, _spread(values[0]), _spread(values[1]), diffs]
+
+    rows = [row("exact (noiseless P)", "exact_test_accuracy", devices[0])]
+    for device in devices:
+        seen = " (trained under)" if device == devices[0] else " (unseen)"
+        rows.append(row(f"{device}{seen}", "test_accuracy", device))
+    drops = [
+        statistics.mean(
+            arm[(d, s)]["exact_test_accuracy"] - arm[(d, s)]["test_accuracy"] for d in devices for s in seeds
+        )
+        for arm in arms
+    ]
+    label = f"mean drop, exact to device ({len(devices)} devices)"
+    rows.append([label, *(f"{100 * d:.2f} points" for d in drops), "-"])
+    header = [f"evaluation (8,192 shots, {len(seeds)} seeds)", *NOISE_AWARE_ARMS]
+    return markdown_table([*header, "noise-aware minus shot-only, per seed"], rows)
