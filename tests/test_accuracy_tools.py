@@ -25,8 +25,13 @@ def test_standard_feature_has_zero_mean_and_unit_spread():
     feature = probability_feature(probs, 13, "standard", alpha=1.0, beta=1.0, gamma=1.0)
     assert feature.mean().item() == pytest.approx(0, abs=1e-12)
     assert feature.std().item() == pytest.approx(1, abs=1e-12)
-    scaled = probability_feature(probs, 13, "scaled", alpha=1.0, beta=1.0, gamma=1.0)
-    assert torch.allclose(feature, scaled / scaled.std())
+    # A hand-sized case against the Quantum-Train normalization written out in numpy:
+    # (beta tanh(gamma 2^(N-1) P))^alpha, centred, divided by its sample std.
+    small = torch.tensor([0.1, 0.2, 0.3, 0.4], dtype=torch.float64)
+    scaled = (0.5 * np.tanh(3.0 * 2 * small.numpy())) ** 2.0
+    expected = (scaled - scaled.mean()) / scaled.std(ddof=1)
+    got = probability_feature(small, 2, "standard", alpha=2.0, beta=0.5, gamma=3.0)
+    np.testing.assert_allclose(got.numpy(), expected, rtol=1e-12)
 
 
 def test_tensor_scale_sets_each_tensor_spread_and_passes_gradients():
@@ -35,6 +40,8 @@ def test_tensor_scale_sets_each_tensor_spread_and_passes_gradients():
     model = build_model(config, torch.device("cpu"))
     assert isinstance(model.scale, TensorScale)
     assert model.parameter_counts()["mapping_params"] == 321 + len(list(target.parameters()))
+    with torch.no_grad():  # a distinct scale per tensor: one applied to the wrong tensor shows
+        model.scale.weight.copy_(torch.linspace(0.05, 0.5, len(model.scale.weight)))
     views = model.weight_views(model.generate_weights())
     for (name, value), scale in zip(views.items(), model.scale.weight, strict=True):
         rms = value.pow(2).mean().sqrt()
