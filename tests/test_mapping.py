@@ -1,6 +1,5 @@
 import math
 
-import pytest
 import torch
 
 from qtrain_qiskit.build import build_model
@@ -60,6 +59,17 @@ def test_scaled_feature_is_order_one_where_raw_is_tiny():
     assert probs.std() < 1e-3 < 0.1 < scaled.std()
 
 
-@pytest.mark.parametrize("activation", ["relu", "tanh", "gelu", "silu"])
-def test_activations(activation):
-    assert MappingModel(3, 8, hidden=[4, 4], activation=activation)(torch.rand(8)).shape == (8,)
+def test_each_activation_is_the_one_named():
+    """Same weights and input, four activations: four different outputs (a name that fell back to
+    another activation would repeat one)."""
+    probs = torch.rand(8, dtype=torch.float64)
+    outputs = {}
+    for activation in ("relu", "tanh", "gelu", "silu"):
+        torch.manual_seed(0)
+        model = MappingModel(3, 8, hidden=[4, 4], activation=activation).double()
+        outputs[activation] = model(probs)
+        assert outputs[activation].shape == (8,)
+    names = list(outputs)
+    for i, a in enumerate(names):
+        for b in names[i + 1 :]:
+            assert not torch.allclose(outputs[a], outputs[b]), (a, b)

@@ -145,4 +145,12 @@ def test_cifar_target_runs_through_quantum_train():
     )
     model = QuantumTrain(target, quantum, MappingModel(qubits_for(m), m))
     assert qubits_for(m) == 14
-    assert model(torch.randn(2, 3, 32, 32)).shape == (2, 10)
+    x = torch.randn(2, 3, 32, 32)
+    out = model.eval()(x)
+    assert out.shape == (2, 10)
+    # the CIFAR network runs on the generated weights: torch.func on a fresh copy with those weights
+    # gives the same logits (a model that kept its own random weights would not)
+    with torch.no_grad():
+        weights = model.weight_views(model.generate_weights())
+    fresh = CIFARCNN().eval()
+    torch.testing.assert_close(out.detach(), torch.func.functional_call(fresh, weights, (x,)), rtol=1e-4, atol=1e-5)
