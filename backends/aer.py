@@ -10,6 +10,7 @@ experiments run in parallel.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import ClassVar
@@ -17,8 +18,9 @@ from typing import ClassVar
 import numpy as np
 from qiskit import QuantumCircuit, transpile
 from qiskit.circuit import ParameterExpression
-from qiskit.primitives import BaseSamplerV2, DataBin, PrimitiveJob, PrimitiveResult, SamplerPubResult
+from qiskit.primitives import BasePrimitiveJob, BaseSamplerV2, DataBin, PrimitiveResult, SamplerPubResult
 from qiskit.primitives.containers.sampler_pub import SamplerPub, SamplerPubLike
+from qiskit.providers import JobStatus
 from qiskit_aer import AerSimulator
 from qiskit_aer.backends.aer_compiler import assemble_circuits, generate_aer_config
 from qiskit_aer.noise import NoiseModel, depolarizing_error
@@ -166,6 +168,39 @@ def _affine_angles(prepared: QuantumCircuit, index_map: list | None, parameters:
     return angles
 
 
+class _FinishedJob(BasePrimitiveJob):
+    """A primitive job whose result was computed when it was submitted.
+
+    The exact sampler's work is one synchronous call of Aer's controller; a worker thread per call
+    (`PrimitiveJob`) only adds its start and hand-over, once per training step.
+    """
+
+    def __init__(self, result: PrimitiveResult) -> None:
+        super().__init__(job_id=str(uuid.uuid4()))
+        self._result = result
+
+    def result(self) -> PrimitiveResult:
+        return self._result
+
+    def status(self) -> JobStatus:
+        return JobStatus.DONE
+
+    def done(self) -> bool:
+        return True
+
+    def running(self) -> bool:
+        return False
+
+    def cancelled(self) -> bool:
+        return False
+
+    def in_final_state(self) -> bool:
+        return True
+
+    def cancel(self) -> bool:
+        return False
+
+
 class AerExactSampler(BaseSamplerV2):
     """SamplerV2-compatible primitive whose pub results hold exact ``probabilities``.
 
@@ -185,16 +220,15 @@ class AerExactSampler(BaseSamplerV2):
         self._programs: dict[int, _AerProgram] = {}
         self._last: tuple[QuantumCircuit, np.ndarray, np.ndarray] | None = None
 
-    def run(self, pubs: Iterable[SamplerPubLike], *, shots: int | None = None) -> PrimitiveJob:
+    def run(self, pubs: Iterable[SamplerPubLike], *, shots: int | None = None) -> BasePrimitiveJob:
+        """Run the pubs now (one synchronous Aer call each) and return the finished job."""
         if shots is not None:
             raise ValueError("AerExactSampler computes exact probabilities; use the aer_shots backend for shots")
         coerced = [SamplerPub.coerce(pub) for pub in pubs]
         for pub in coerced:
             if pub.shots is not None:
                 raise ValueError("AerExactSampler computes exact probabilities; pubs must not ask for shots")
-        job = PrimitiveJob(self._run, coerced)
-        job._submit()
-        return job
+        return _FinishedJob(self._run(coerced))
 
     def final_states(self, circuit: QuantumCircuit, values: np.ndarray) -> np.ndarray | None:
         """The statevectors (B, 2^n) the latest run computed, if it ran ``circuit`` at exactly ``values``."""
