@@ -150,3 +150,26 @@ def run_script(name: str, *args: str, env: dict[str, str] | None = None, cwd: Pa
         cwd=cwd or REPO,
         timeout=600,
     )
+
+
+def run_probabilities(run_dir: Path) -> np.ndarray:
+    """The exact outcome distribution P of a run's best circuit (its trained angles, no noise)."""
+    import torch
+
+    from qtrain_qiskit.build import build_model
+    from qtrain_qiskit.config import validate
+    from qtrain_qiskit.rundir import BEST_CHECKPOINT, RunDir, load_model_state
+
+    run = RunDir.existing(run_dir)
+    model = build_model(validate(run.config()), torch.device("cpu"))
+    load_model_state(model, run.load_checkpoint(BEST_CHECKPOINT)["model"], "best")
+    with torch.no_grad():
+        probs = model.quantum().double().reshape(-1).numpy()
+    return probs / probs.sum()
+
+
+def sampling_tvd_quantiles(probs: np.ndarray, shots: int, quantiles: list[float], draws: int = 4000) -> np.ndarray:
+    """Quantiles of the distance between `shots` samples of `probs` and `probs`: sampling error
+    alone, drawn from the multinomial itself rather than a normal approximation."""
+    counts = np.random.default_rng(0).multinomial(shots, probs, size=draws) / shots
+    return np.quantile(0.5 * np.abs(counts - probs).sum(axis=1), quantiles)

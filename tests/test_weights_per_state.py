@@ -2,7 +2,6 @@
 
 import json
 
-import numpy as np
 import pytest
 import torch
 
@@ -10,9 +9,9 @@ from qtrain_qiskit.ansatz import build_ansatz, qubits_for, states_for
 from qtrain_qiskit.build import build_model
 from qtrain_qiskit.config import Config, ConfigError, apply, validate
 from qtrain_qiskit.mapping import MappingModel, basis_bits
-from qtrain_qiskit.rundir import BEST_CHECKPOINT, EXPORT_FILE, METRICS_FILE, SUMMARY_FILE, RunDir, load_model_state
+from qtrain_qiskit.rundir import EXPORT_FILE, METRICS_FILE, SUMMARY_FILE
 
-from .conftest import run_script_inprocess
+from .conftest import run_probabilities, run_script_inprocess, sampling_tvd_quantiles
 
 
 @pytest.mark.parametrize(
@@ -136,14 +135,7 @@ def test_run_with_k_trains_exports_evaluates_and_resumes(mnist_root, tmp_path):
     assert result["exact_test_accuracy"] == pytest.approx(summary["test_accuracy"], abs=2e-4)
     # The distance of `shots` samples from the run's exact P is sampling error alone: within its
     # 0.05% and 99.95% quantiles, drawn from the multinomial of that P (0.1% false alarms).
-    run = RunDir.existing(straight)
-    model = build_model(validate(run.config()), torch.device("cpu"))
-    load_model_state(model, run.load_checkpoint(BEST_CHECKPOINT)["model"], "best")
-    with torch.no_grad():
-        exact = model.quantum().double().reshape(-1).numpy()
-    exact /= exact.sum()
-    counts = np.random.default_rng(0).multinomial(result["shots"], exact, size=4000) / result["shots"]
-    low, high = np.quantile(0.5 * np.abs(counts - exact).sum(axis=1), [0.0005, 0.9995])
+    low, high = sampling_tvd_quantiles(run_probabilities(straight), result["shots"], [0.0005, 0.9995])
     assert low < result["tvd_to_exact"] < high, (low, result["tvd_to_exact"], high)
 
     sweep = tmp_path / "sweep"
