@@ -11,18 +11,17 @@ M3 calibration and the job ledger (jobs.jsonl).
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
 from ..cli import run_main
-from ..config import ConfigError
+from ..config import ConfigError, StrictParser
 from ..trial import TrialSettings, run_trial
 
 
 def main(argv: list[str] | None = None) -> int:
     defaults = TrialSettings(run="", device="", out="")
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = StrictParser(description=__doc__.splitlines()[0], allow_abbrev=False)
     parser.add_argument("run", help="a trained run directory")
     parser.add_argument("--ibm-backend", required=True, help="device name (ibm_*), or fake_* for the local rehearsal")
     parser.add_argument("--out", help="trial folder (default RUN/trial_<device>)")
