@@ -90,6 +90,12 @@ def test_wheel_installs_backends_inside_the_package_with_console_commands(tmp_pa
     assert Path(found["backends"]).parent.parent.name == "qtrain_qiskit"
     assert not found["top_level_backends"], "a top-level 'backends' package is importable"
     assert {"aer_statevector", "torch_statevector", "ibm_runtime", "plugin_probe"} <= set(found["available"])
-    for command in COMMANDS:
-        result = subprocess.run([env_dir / "bin" / f"qtrain-{command}", "--help"], capture_output=True, text=True)
-        assert result.returncode == 0 and "usage:" in result.stdout, (command, result.stderr)
+    # started together: each imports torch, so one after another would cost seconds apiece
+    helps = {
+        command: subprocess.Popen([env_dir / "bin" / f"qtrain-{command}", "--help"], stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, text=True)
+        for command in COMMANDS
+    }  # fmt: skip
+    for command, process in helps.items():
+        out, err = process.communicate(timeout=300)
+        assert process.returncode == 0 and "usage:" in out, (command, err)
