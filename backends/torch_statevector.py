@@ -1,13 +1,16 @@
-"""Exact statevector simulation of a Qiskit circuit as torch operations, with reverse-mode autograd.
+"""Exact statevector simulation of a Qiskit circuit as torch operations, with reverse-mode gradients.
 
 The circuit is read gate by gate from the `QuantumCircuit`, so the Qiskit circuit stays the single
 definition of the ansatz. It is compiled once into a short program that runs fast:
 
-- consecutive single-qubit gates form a *layer*; a layer acts on the state as
-  K_high (x) K_low, two Kronecker factors over the upper and lower halves of the register, so it
-  costs two small matrix products instead of one pass per qubit;
+- consecutive single-qubit gates form a *layer*; a layer acts on the state as a Kronecker product
+  of one dense factor per chunk of up to 5 qubits, so it costs a few matrix products on a
+  (pre, 2^c, post) view of the state instead of one pass per qubit;
 - the 2x2 matrices of every layer are built in one vectorized pass over all parameterized gates;
-- runs of permutation gates (cx, swap) fuse into one index gather, runs of cz into one sign vector.
+- runs of permutation gates (cx, swap) fuse into one index gather, runs of cz into one sign vector;
+- a circuit with RY angles and real gates only (the ansatz) gets its gradient from one reverse
+  sweep (`adjoint_gradient`): the state is uncomputed beside the adjoint vector, which also lets the
+  sweep start from a final state another simulator computed (Aer's, on the card's path).
 
 Everything stays a torch tensor on the training device (CPU, CUDA, MPS), so the probabilities are
 differentiable end to end and the gradient is exact reverse mode (the `adjoint` method).
