@@ -193,6 +193,7 @@ AUTO = {
     "aer_shots": "param_shift",
     "aer_noisy": "param_shift",
     "aer_density": "param_shift",
+    "torch_density": "adjoint",
     "ibm_runtime": "param_shift",
 }
 

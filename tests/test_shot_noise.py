@@ -115,7 +115,8 @@ def test_forward_is_an_unbiased_fresh_estimate_and_eval_stays_exact():
 @pytest.mark.parametrize(
     ("values", "message"),
     [
-        ({"train_shots": 0}, "train_shots must be a positive integer, got 0"),
+        # the option's own bound check ("must be >= 1"), or the section check it replaces
+        ({"train_shots": 0}, "train_shots must be (>= 1|a positive integer), got 0"),
         ({"train_shots": 64, "method": "classical"}, "train_shots: the classical method executes no circuit"),
     ],
 )
