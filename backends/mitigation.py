@@ -90,7 +90,8 @@ class ReadoutMitigator:
         again (a resumed trial does not pay for its calibration twice)."""
         import mthree
 
-        self.qubits = mthree.utils.final_measurement_mapping(isa)  # physical qubit -> clbit
+        # clbit -> physical qubit (mthree's docstring says the reverse; the dict it returns is this way)
+        self.qubits = mthree.utils.final_measurement_mapping(isa)
         self.num_bits = isa.num_clbits
         key = (device.name, tuple(sorted(self.qubits.items())), shots)
         if cals_file is not None and cals_file.is_file():
@@ -99,7 +100,7 @@ class ReadoutMitigator:
         if key not in self._calibrations:
             mitigation = mthree.M3Mitigation(device)
             jobs = mitigation.cals_from_system(
-                qubits=list(self.qubits), shots=shots, async_cal=False, runtime_mode=runtime_mode
+                qubits=list(self.qubits.values()), shots=shots, async_cal=False, runtime_mode=runtime_mode
             )
             if ledger is not None:
                 spent = calibration_shots(mitigation.cal_method, len(self.qubits), shots)

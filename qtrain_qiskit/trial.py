@@ -270,10 +270,9 @@ def _summaries(model: Any, tuned: Any, test: Any, measured: dict, exact: float) 
 
 def run_trial(settings: TrialSettings, echo: Any = print) -> dict[str, Any]:
     """The whole trial (see the module); returns what the report shows, also kept in ``trial.json``."""
-    from .backends.devices import device_noise_model, fake_device
     from .backends.mitigation import ReadoutMitigator, calibration_method
-    from .backends.torch_density import TorchDensityBackend
 
+    clock = _Clock()
     run = check_run(settings.run)
     open_trial_folder(settings, create=False)
     model, config = load_model(run)
@@ -287,8 +286,11 @@ def run_trial(settings: TrialSettings, echo: Any = print) -> dict[str, Any]:
         raise TrialError(f"the plan needs ~{total:.0f} QPU s, above --max-qpu-seconds {settings.max_qpu_seconds:.0f}")
     out = open_trial_folder(settings, create=True)
     backend.ledger = JobLedgerFile(out / JOBS_FILE)
+    clock.lap("checks and plan (model, transpilation)")
+    target = backend.calibration_target()
+    clock.lap("device simulator (local: the device's noise model)" if backend.local else "device")
     mitigator = ReadoutMitigator(
-        backend.calibration_target(),
+        target,
         isa,
         settings.calibration_shots,
         runtime_mode=backend.runtime_mode(),
@@ -296,29 +298,62 @@ def run_trial(settings: TrialSettings, echo: Any = print) -> dict[str, Any]:
         cals_file=out / CALIBRATION_FILE,
     )
     measured = measure(settings, backend, circuit, angles, out, mitigator)
-    snapshot = snapshot_name(settings.device)
-    density = TorchDensityBackend(noise=snapshot, seed=settings.seed, optimization_level=backend.optimization_level)
-    if backend.local:  # the same noise model object: built once per process
-        density.reference._device_models.setdefault(snapshot, device_noise_model(fake_device(snapshot)))
-    predicted = density.probabilities(circuit, angles[None])[0]
-    with torch.no_grad():
-        exact_probs = model.quantum().double().numpy()
-    root = resolve_data_dir(config.data.data_dir)
-    test = load_dataset(config.data.dataset, root, train=False, download=config.data.download)
-    train = load_dataset(config.data.dataset, root, train=True, download=config.data.download)
-    tuned = finetune_mapping(model, [measured["raw"][v][0] for v in VARIANTS], train, settings)
-    exact = accuracy(model, test, exact_probs)
-    device_p = np.mean(measured["raw"]["raw"], axis=0)
+    clock.lap("jobs (M3 calibration, variants x repeats)")
     result = {
         "run": str(Path(settings.run).resolve()),
         "device": settings.device,
         "shots": settings.shots,
-        "snapshot": snapshot,
+        "snapshot": snapshot_name(settings.device),
         "local": backend.local,
         "settings": asdict(settings),
         "plan": [asdict(job) for job in jobs],
         "planned_qpu_seconds": total,
         "shots_in_all": sum(job.circuits * job.shots for job in jobs),
+        "measured_qubits": sorted(mitigator.qubits.values()),  # physical qubits of the device
+        **analyse(settings, model, config, measured, backend.optimization_level, clock),
+        "seconds": clock.laps,
+    }
+    (out / TRIAL_FILE).write_text(json.dumps(result, indent=2) + "\n")
+    write_report(out, result)
+    return result
+
+
+class _Clock:
+    """Wall and CPU seconds of each phase: where a rehearsal's time goes, kept in the report."""
+
+    def __init__(self) -> None:
+        import time
+
+        self._time, self.laps = time, {}
+        self._last = (time.perf_counter(), time.process_time())
+
+    def lap(self, name: str) -> None:
+        now = (self._time.perf_counter(), self._time.process_time())
+        self.laps[name] = {"wall": now[0] - self._last[0], "cpu": now[1] - self._last[1]}
+        self._last = now
+
+
+def analyse(
+    settings: TrialSettings, model: Any, config: Any, measured: dict, optimization_level: int, clock: _Clock
+) -> dict[str, Any]:
+    """Exact, snapshot and device accuracies, distances, and the fine-tune: no QPU time."""
+    from .backends.torch_density import TorchDensityBackend
+
+    circuit, angles = model.quantum.circuit, model.quantum.weight.detach().double().numpy()
+    snapshot = snapshot_name(settings.device)
+    density = TorchDensityBackend(noise=snapshot, seed=settings.seed, optimization_level=optimization_level)
+    predicted = density.probabilities(circuit, angles[None])[0]
+    with torch.no_grad():
+        exact_probs = model.quantum().double().numpy()
+    clock.lap("snapshot's prediction (torch_density)")
+    root = resolve_data_dir(config.data.data_dir)
+    test = load_dataset(config.data.dataset, root, train=False, download=config.data.download)
+    train = load_dataset(config.data.dataset, root, train=True, download=config.data.download)
+    tuned = finetune_mapping(model, [measured["raw"][v][0] for v in VARIANTS], train, settings)
+    clock.lap("fine-tune of the mapping")
+    exact = accuracy(model, test, exact_probs)
+    device_p = np.mean(measured["raw"]["raw"], axis=0)
+    result = {
         "exact_accuracy": exact,
         "snapshot_accuracy": accuracy(model, test, predicted),
         "tvd_device_snapshot": total_variation(device_p, predicted),
@@ -326,8 +361,7 @@ def run_trial(settings: TrialSettings, echo: Any = print) -> dict[str, Any]:
         "tvd_snapshot_exact": total_variation(predicted, exact_probs),
         **_summaries(model, tuned, test, measured, exact),
     }
-    (out / TRIAL_FILE).write_text(json.dumps(result, indent=2) + "\n")
-    write_report(out, result)
+    clock.lap("test accuracies")
     return result
 
 
@@ -367,6 +401,8 @@ def write_report(out: Path, result: dict[str, Any]) -> None:
         f"{result['tvd_device_snapshot']:.3f}, to exact {result['tvd_device_exact']:.3f}; snapshot to exact "
         f"{result['tvd_snapshot_exact']:.3f}.",
     ]
+    lines += ["", "| phase | wall s | CPU s |", "|---|---|---|"]
+    lines += [f"| {name} | {t['wall']:.1f} | {t['cpu']:.1f} |" for name, t in result["seconds"].items()]
     (out / REPORT_FILE).write_text("\n".join(lines) + "\n")
     names = ["exact", "snapshot", *(f"{v}\nraw" for v in variants), *(f"{v}\nM3" for v in variants)]
     values = [result["exact_accuracy"], result["snapshot_accuracy"], *(r["raw"] for r in variants.values())]

@@ -57,6 +57,10 @@ def test_the_whole_trial_runs_locally_and_a_rerun_collects_instead_of_paying(tra
     for variant in ("raw", "dd", "twirling"):
         assert 0 <= result["variants"][variant]["raw"] <= 1 and 0 <= result["variants"][variant]["mthree"] <= 1
     assert result["finetune"]["fresh_estimates"] == 3 and 0 < result["tvd_device_snapshot"] < 0.2
+    cals = json.loads((out / "m3_calibration.json").read_text())["cals"]
+    calibrated = {qubit for qubit, cal in enumerate(cals) if cal}
+    measured = set(json.loads((out / "trial.json").read_text())["measured_qubits"])
+    assert calibrated == measured and len(measured) == 7  # M3 calibrated the qubits the circuit is read on
     first = np.load(out / "p_raw_0.npy")
     assert np.isclose(first.sum(), 1) and not np.allclose(first, np.load(out / "p_raw_1.npy"))  # fresh repeats
 
