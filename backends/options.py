@@ -26,14 +26,22 @@ def option(
     choices: tuple[str, ...] | None = None,
     minimum: float | None = None,
     maximum: float | None = None,
+    above: float | None = None,
+    below: float | None = None,
     check: Callable[[Any], str | None] | None = None,
     if_unused: Callable[[type, Any], str] | None = None,
 ) -> Any:
-    """A backend option: ``check(value)`` returns an error message or None; ``if_unused(backend, value)``
-    makes a non-default value an error on a backend that does not read the key (else it is ignored)."""
+    """A configuration key (a run section's or a backend's): ``check(value)`` returns an error message or
+    None; ``if_unused(backend, value)`` makes a non-default value an error on a backend that does not read
+    the key (else it is ignored). ``minimum``/``maximum`` are inclusive bounds, ``above``/``below`` exclusive
+    ones. A list default is copied per instance."""
     metadata = {"help": help, "choices": choices, "minimum": minimum, "maximum": maximum, "check": check}
+    metadata |= {"above": above, "below": below}
     metadata["if_unused"] = if_unused
-    return dataclasses.field(default=default, metadata={k: v for k, v in metadata.items() if v is not None})
+    metadata = {k: v for k, v in metadata.items() if v is not None}
+    if isinstance(default, list | tuple):
+        return dataclasses.field(default_factory=lambda: list(default), metadata=metadata)
+    return dataclasses.field(default=default, metadata=metadata)
 
 
 def check_value(f: dataclasses.Field, value: Any) -> None:
@@ -50,9 +58,14 @@ def check_value(f: dataclasses.Field, value: Any) -> None:
         raise ValueError(f"{name} must be >= {low}, got {value}")
     if high is not None and value > high:
         raise ValueError(f"{name} must be <= {high}, got {value}")
+    above, below = meta.get("above"), meta.get("below")
+    if above is not None and below is not None and not above < value < below:
+        raise ValueError(f"{name} must be in ({above}, {below}), got {value}")
+    if above is not None and value <= above:
+        raise ValueError(f"{name} must be > {above}, got {value}")
     message = meta["check"](value) if "check" in meta else None
-    if message:
-        raise ValueError(f"{name}: {message}")
+    if message:  # "must ..." reads as a sentence after the key, anything else after "key:"
+        raise ValueError(f"{name} {message}" if message.startswith("must ") else f"{name}: {message}")
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,7 @@ import yaml
 
 # Each choice list is written once, in the module that implements it.
 from .ansatz import ANGLE_INITS, ENTANGLEMENTS
+from .backends.options import check_value, option
 from .data import DATASETS
 from .gradients import GRADIENTS, gradient_method
 from .helptext import OneLineHelp, add_groups, sectioned_keys
@@ -34,10 +35,17 @@ class ConfigError(ValueError):
     """Bad configuration or flag: reported as one line, exit status 2."""
 
 
-def option(default: Any, help: str, **kwargs: Any) -> Any:
-    if isinstance(default, (list, tuple)):
-        return field(default_factory=lambda: list(default), metadata={"help": help, **kwargs})
-    return field(default=default, metadata={"help": help, **kwargs})
+def _power_of_two_or_zero(value: int | None) -> str | None:
+    return None if not value or value & (value - 1) == 0 else f"must be a power of two or 0, got {value}"
+
+
+def _hidden_sizes(value: list[int]) -> str | None:
+    return None if all(h >= 1 for h in value) else f"must hold sizes >= 1, got {value}"
+
+
+def _torch_device(value: str) -> str | None:
+    known = value == "auto" or value.split(":")[0] in ("cpu", "cuda", "mps")
+    return None if known else f"unknown {value!r}; use auto, cpu, cuda, cuda:N or mps"
 
 
 @dataclass
@@ -62,7 +70,7 @@ class ModelConfig:
     weights_per_state: int = option(
         1, "k: target weights generated per basis state (the mapping's outputs); qubits default to ceil(log2 ceil(M/k))"
     )
-    hidden: list[int] = option([20], "hidden layer sizes of the mapping MLP, e.g. 20 or 32,32")
+    hidden: list[int] = option((20,), "hidden layer sizes of the mapping MLP, e.g. 20 or 32,32", check=_hidden_sizes)  # noqa: RUF009 - option() returns a dataclasses.field
     head_bits: int = option(
         0,
         "b: the low b bits of a basis state's index pick one of 2^b groups of the mapping's k outputs instead "
@@ -90,17 +98,19 @@ class ModelConfig:
         "a function of its own probability only, full-rank tensors, for deep circuits)",
     )
     mapping_chunk: int | None = option(
-        65536, "rows of the mapping MLP per checkpointed chunk, a power of two (bounds its memory; 0: all at once)"
+        65536,
+        "rows of the mapping MLP per checkpointed chunk, a power of two (bounds its memory; 0: all at once)",
+        check=_power_of_two_or_zero,
     )
 
 
 @dataclass
 class CircuitConfig:
-    qubits: int | None = option(None, "qubits N (default ceil(log2 ceil(M / k)) of the target)")
-    blocks: int = option(8, "ansatz blocks L (RY layer + CNOT chain each)")
+    qubits: int | None = option(None, "qubits N (default ceil(log2 ceil(M / k)) of the target)", minimum=1)
+    blocks: int = option(8, "ansatz blocks L (RY layer + CNOT chain each)", minimum=1)
     entanglement: str = option("linear", "CNOT pattern per block (none: a product state)", choices=ENTANGLEMENTS)
     init: str = option("uniform", "angle initialization: uniform in [-s, s] or normal(0, s)", choices=ANGLE_INITS)
-    init_scale: float = option(math.pi, "angle initialization scale s (radians)")
+    init_scale: float = option(math.pi, "angle initialization scale s (radians)", minimum=0)
 
 
 @dataclass
@@ -118,11 +128,13 @@ class ExecutionConfig:
         "param_shift or spsa; on aer_statevector the adjoint's reverse pass runs in the torch engine",
         choices=("auto", *GRADIENTS),
     )
-    device: str = option("auto", "torch device for the classical side: auto, cpu, cuda, cuda:N, mps")
-    max_shots: int | None = option(None, "refuse to start a run whose estimated total shots exceed this")
-    spsa_perturbation: float = option(0.15, "SPSA perturbation c (radians) at step 0")
+    device: str = option(
+        "auto", "torch device for the classical side: auto, cpu, cuda, cuda:N, mps", check=_torch_device
+    )
+    max_shots: int | None = option(None, "refuse to start a run whose estimated total shots exceed this", minimum=1)
+    spsa_perturbation: float = option(0.15, "SPSA perturbation c (radians) at step 0", above=0)
     spsa_decay: float = option(0.101, "SPSA perturbation decay: c_k = c / (k + 1)^decay")
-    spsa_resamples: int = option(1, "SPSA estimates averaged per step (2 circuits each)")
+    spsa_resamples: int = option(1, "SPSA estimates averaged per step (2 circuits each)", minimum=1)
 
     def __reduce__(self) -> tuple:
         # The class is built from the registry at run time: rebuild it there (pickling to workers).
@@ -177,24 +189,26 @@ def _restore_execution(values: dict[str, Any]) -> ExecutionConfig:
 
 @dataclass
 class TrainConfig:
-    epochs: int = option(50, "training epochs")
-    batch_size: int = option(64, "training batch size")
-    lr: float = option(5e-4, "Adam learning rate")
+    epochs: int = option(50, "training epochs", minimum=1)
+    batch_size: int = option(64, "training batch size", minimum=1)
+    lr: float = option(5e-4, "Adam learning rate", above=0)
     schedule: str = option("constant", "learning-rate schedule: constant, or cosine decay to 0", choices=SCHEDULES)
-    weight_decay: float = option(0.0, "Adam L2 weight decay on the angles and the mapping")
-    clip: float = option(10.0, "gradient-norm clipping over all trainable parameters")
+    weight_decay: float = option(0.0, "Adam L2 weight decay on the angles and the mapping", minimum=0)
+    clip: float = option(10.0, "gradient-norm clipping over all trainable parameters", above=0)
     seed: int = option(0, "seed for initialization and shuffling")
-    eval_batch_size: int = option(1000, "batch size for validation and test")
+    eval_batch_size: int = option(1000, "batch size for validation and test", minimum=1)
     checkpoint_every: int = option(
         200,
         "also checkpoint every K steps inside an epoch (0: at epoch ends only; paid backends checkpoint every step)",
+        minimum=0,
     )
-    max_steps: int | None = option(None, "stop after this many optimizer steps in all (hardware trials)")
+    max_steps: int | None = option(None, "stop after this many optimizer steps in all (hardware trials)", minimum=1)
     init_from: str | None = option(None, "start from the best weights of this run directory (fine-tuning)")
     train_shots: int | None = option(
         None,
         "in training on an exact backend the mapping sees P estimated from this many shots, drawn afresh each "
         "step (straight-through gradient); validation and test stay exact; sampled backends use their own --shots",
+        minimum=1,
     )
     on_nonfinite: str = option(
         "stop", "non-finite loss or gradient: stop the run, or skip the step", choices=NONFINITE_POLICIES
@@ -206,9 +220,9 @@ class DataConfig:
     dataset: str = option("mnist", "dataset", choices=tuple(DATASETS))
     data_dir: str | None = option(None, "dataset root (default: $QTRAIN_DATA_DIR, else ./data)")
     download: bool = option(True, "download the dataset into the data root when it is missing there")
-    val_fraction: float = option(0.2, "fraction of the training set held out for validation")
+    val_fraction: float = option(0.2, "fraction of the training set held out for validation", above=0, below=1)
     split_seed: int = option(0, "seed of the train/validation split")
-    train_subset: int | None = option(None, "train on only this many training images (quick runs)")
+    train_subset: int | None = option(None, "train on only this many training images (quick runs)", minimum=1)
 
 
 _STATIC_SECTIONS = (ModelConfig, CircuitConfig, TrainConfig, DataConfig)
@@ -333,12 +347,13 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     return data
 
 
-def check_choices(settings: Any) -> None:
-    """Every field of the dataclass ``settings`` whose metadata lists choices holds one of them."""
+def check_section(settings: Any) -> None:
+    """Every field of the dataclass ``settings`` holds a value its declaration allows (one line naming it)."""
     for f in dataclasses.fields(settings):
-        value, choices = getattr(settings, f.name), f.metadata.get("choices")
-        if choices and value not in choices:
-            raise ConfigError(f"{f.name}: {value!r} is not one of {', '.join(choices)}")
+        try:
+            check_value(f, getattr(settings, f.name))
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
 
 
 def validate(config: Config) -> Config:
@@ -348,16 +363,15 @@ def validate(config: Config) -> Config:
     from .targets import check_target
 
     for section in sections():
-        check_choices(getattr(config, section))
+        check_section(getattr(config, section))
     try:
         check_target(config.model.target)
     except ValueError as exc:
         raise ConfigError(f"target: {exc}") from None
     check_execution(config)
     check_quantum_stage(config)
-    for ok, message in _range_checks(config):
-        if not ok:
-            raise ConfigError(message)
+    if config.train.train_shots is not None and config.model.method != "quantum_train":
+        raise ConfigError("train_shots: the classical method executes no circuit")
     if config.execution.device.startswith("cuda") and not torch.cuda.is_available():
         raise ConfigError(f"device: {config.execution.device} asked for, but torch sees no CUDA device here")
     check_size(config)
@@ -390,46 +404,6 @@ def check_execution(config: Config) -> None:
         gradient_method(cls, execution.grad)
     except ValueError as exc:
         raise ConfigError(str(exc).splitlines()[0]) from None
-
-
-def _range_checks(config: Config) -> list[tuple[bool, str]]:
-    """(condition, message) for the numeric ranges of the sections; backend options check themselves."""
-    model, circuit, train, execution = config.model, config.circuit, config.train, config.execution
-    return [
-        (circuit.blocks >= 1, "blocks must be >= 1"),
-        (circuit.qubits is None or circuit.qubits >= 1, "qubits must be >= 1"),
-        (circuit.init_scale >= 0, "init_scale must be >= 0"),
-        (all(h >= 1 for h in model.hidden), "hidden sizes must be >= 1"),
-        (
-            not model.mapping_chunk or model.mapping_chunk & (model.mapping_chunk - 1) == 0,
-            f"mapping_chunk must be a power of two or 0, got {model.mapping_chunk}",
-        ),
-        (train.epochs >= 1, "epochs must be >= 1"),
-        (train.batch_size >= 1, "batch_size must be >= 1"),
-        (train.eval_batch_size >= 1, "eval_batch_size must be >= 1"),
-        (train.lr > 0, "lr must be > 0"),
-        (train.clip > 0, "clip must be > 0"),
-        (train.weight_decay >= 0, "weight_decay must be >= 0"),
-        (train.checkpoint_every >= 0, "checkpoint_every must be >= 0"),
-        (train.max_steps is None or train.max_steps >= 1, "max_steps must be >= 1"),
-        (
-            train.train_shots is None or train.train_shots >= 1,
-            f"train_shots must be a positive integer, got {train.train_shots}",
-        ),
-        (
-            train.train_shots is None or model.method == "quantum_train",
-            "train_shots: the classical method executes no circuit",
-        ),
-        (execution.max_shots is None or execution.max_shots >= 1, "max_shots must be >= 1"),
-        (execution.spsa_perturbation > 0, "spsa_perturbation must be > 0"),
-        (execution.spsa_resamples >= 1, "spsa_resamples must be >= 1"),
-        (0 < config.data.val_fraction < 1, "val_fraction must be in (0, 1)"),
-        (config.data.train_subset is None or config.data.train_subset >= 1, "train_subset must be >= 1"),
-        (
-            execution.device == "auto" or execution.device.split(":")[0] in ("cpu", "cuda", "mps"),
-            f"device: unknown {execution.device!r}; use auto, cpu, cuda, cuda:N or mps",
-        ),
-    ]
 
 
 def check_size(config: Config) -> None:

@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..config import Config, ConfigError, apply, check_choices, option, validate
+from ..config import Config, ConfigError, apply, check_section, option, validate
 from ..rundir import RunDir
 
 PROTOCOLS = ("inference", "training")
@@ -185,7 +185,7 @@ def check_settings(settings: NoiseSweepConfig) -> NoiseSweepConfig:
     """Refuse a bad sweep before anything runs (conditions are parsed, devices looked up)."""
     from ..backends.devices import fake_device_names
 
-    check_choices(settings)
+    check_section(settings)
     unknown = sorted(set(settings.protocols) - set(PROTOCOLS))
     if unknown or not settings.protocols:
         raise ConfigError(f"protocols: {unknown or 'none'} given; choose from {', '.join(PROTOCOLS)}")
