@@ -66,8 +66,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{len(tasks)} runs into {out / 'runs'}", flush=True)
         for (path, _), summary in run_tasks(train_point, tasks, workers=args.workers):
             print(f"{path}: test accuracy {summary['test_accuracy']:.4f}, {summary['train_seconds']:.0f} s", flush=True)
-        for path, _ in tasks:
-            if Path(path).name.rsplit("_seed", 1)[0].endswith("_trained"):
+            if Path(path).name.rsplit("_seed", 1)[0].endswith("_trained"):  # read as soon as it is trained
                 result = device_accuracy(Path(path), plan.device, plan.device_shots)
                 print(f"{path}: {plan.device} {result['test_accuracy']:.4f}", flush=True)
     for path in write_map_report(plan, out):
