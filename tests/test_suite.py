@@ -1,6 +1,7 @@
 """The suite's own machinery: every module sits in exactly one tier, `-m e2e` leaves the slow tests
 out, and the data fixture follows QTRAIN_DATA_DIR as the README tells a user."""
 
+import os
 import subprocess
 import sys
 from types import SimpleNamespace
@@ -22,7 +23,8 @@ def test_e2e_tier_leaves_the_slow_tests_out():
     """Collected as a user runs the tier: the fake_torino rehearsal is e2e and slow."""
     module = "tests/test_hardware_configs.py"
     args = [sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider", module]
-    e2e = subprocess.run([*args, "-m", "e2e"], capture_output=True, text=True, cwd=REPO)
+    env = {k: v for k, v in os.environ.items() if k != "PYTEST_ADDOPTS"}  # the outer run's selection
+    e2e = subprocess.run([*args, "-m", "e2e"], capture_output=True, text=True, cwd=REPO, env=env)
     assert e2e.returncode == 0, e2e.stdout + e2e.stderr
     assert "fake_guadalupe" in e2e.stdout and "fake_torino" not in e2e.stdout
 
