@@ -16,11 +16,10 @@ from qtrain_qiskit.backends.noisy_simulation import (
     exact_distribution,
 )
 from qtrain_qiskit.backends.torch_density import compile_noisy, simulate_noisy
-from qtrain_qiskit.gradients import gradient_method
 
 from qtrain_qiskit import backends
 from qtrain_qiskit.ansatz import build_ansatz, qubits_for
-from qtrain_qiskit.gradients import get_gradient
+from qtrain_qiskit.gradients import get_gradient, gradient_method
 from qtrain_qiskit.targets import build_target, count_parameters
 
 REPO = Path(__file__).resolve().parents[1]
