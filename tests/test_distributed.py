@@ -14,7 +14,7 @@ from qtrain_qiskit.distributed import Context
 from qtrain_qiskit.rundir import EXPORT_FILE, METRICS_FILE, SUMMARY_FILE
 from qtrain_qiskit.trainer import check_parallel
 
-from .conftest import REPO, make_fake_mnist, run_script_inprocess
+from .conftest import REPO, make_fake_mnist, run_script_inprocess, with_reference
 
 # 300 images in global batches of 45: the last one holds 30, and 45 splits 23 + 22 over two
 # ranks, so the loss scaling for unequal shards is exercised, not only the even case.
@@ -61,7 +61,13 @@ def one_and_two_ranks(request, tmp_path_factory):
     env["OMP_NUM_THREADS"] = "1"
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"]
     two = subprocess.run(
-        [*command, str(REPO / "scripts" / "train.py"), *RUN, *data, "--run-dir", str(root / "two")],
+        [
+            *command,
+            str(REPO / "scripts" / "train.py"),
+            *with_reference("train.py", (*RUN, *data)),
+            "--run-dir",
+            str(root / "two"),
+        ],
         capture_output=True,
         text=True,
         env=env,

@@ -24,7 +24,7 @@ from qtrain_qiskit.rundir import (
     write_atomic,
 )
 
-from .conftest import REPO, run_script, run_script_inprocess
+from .conftest import REPO, run_script, run_script_inprocess, with_reference
 
 FAST = [
     "--backend",
@@ -55,7 +55,13 @@ def test_kill_9_mid_epoch_then_resume_matches_an_uninterrupted_run(mnist_root, t
 
     killed = tmp_path / "killed"
     process = subprocess.Popen(
-        [sys.executable, str(REPO / "scripts" / "train.py"), *args, "--run-dir", str(killed)],
+        [
+            sys.executable,
+            str(REPO / "scripts" / "train.py"),
+            *with_reference("train.py", tuple(args)),
+            "--run-dir",
+            str(killed),
+        ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         cwd=REPO,
