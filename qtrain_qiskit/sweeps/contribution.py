@@ -53,7 +53,7 @@ class MapPlan:
     device_shots: int
 
     def to_json(self) -> str:
-        return json.dumps(self.__dict__, indent=2, sort_keys=True)
+        return json.dumps(self.__dict__, indent=2)  # axis order names the runs: keep it
 
 
 def check_axes(axes: dict[str, list[str]]) -> None:
@@ -173,6 +173,7 @@ def cell_rows(plan: MapPlan, out: Path) -> list[dict[str, Any]]:
         if not trained:
             continue
         controls = {label: acc for label, acc in accuracy.items() if label != "trained" and acc}
+        missing = [label for label, acc in accuracy.items() if label != "trained" and not acc]
         best = max(controls, key=lambda label: statistics.mean(controls[label].values())) if controls else None
         lead = [-d for d in paired_differences(trained, controls[best])] if best else []
         readings = [
@@ -190,7 +191,7 @@ def cell_rows(plan: MapPlan, out: Path) -> list[dict[str, Any]]:
                 "cell": ", ".join(f"{key}={value}" for key, value in cell.items()),
                 **{label: statistics.mean(acc.values()) if acc else float("nan") for label, acc in accuracy.items()},
                 "seeds": len(trained),
-                "best_control": best or "-",
+                "best_control": (best or "-") + (f" (untrained: {', '.join(missing)})" if missing else ""),
                 "lead": statistics.mean(lead) if lead else float("nan"),
                 "lead_low": low,
                 "lead_high": high,
@@ -266,11 +267,12 @@ def plot_map(rows: list[dict[str, Any]], plan: MapPlan, path: Path) -> None:
         marker = "o" if r["device"] == r["device"] else "x"  # x: no device figure (exact accuracy)
         y, low, high = 100 * r["lead"], 100 * r["lead_low"], 100 * r["lead_high"]
         ax.errorbar(x, y, yerr=[[y - low], [high - y]], fmt=marker, capsize=3)
-        ax.annotate(r["cell"], (x, y), fontsize=7, xytext=(4, 3), textcoords="offset points")
+        label = r["cell"].replace("weights_per_state=", "k=").replace("blocks=", "L=").replace("hidden=", "h=")
+        ax.annotate(label, (x, y), fontsize=7, xytext=(4, 3), textcoords="offset points")
     ax.axhline(0, color="grey", lw=0.8)
     ax.set_xlabel(f"trained circuit's test accuracy on {plan.device}, {plan.device_shots} shots (%)")
     ax.set_ylabel("lead over its best control (points)")
-    ax.set_title("Where the trained circuit earns its place (x: exact accuracy, no device figure)")
+    ax.set_title("Trained circuit's lead vs its device accuracy (x marker: no device figure)", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
