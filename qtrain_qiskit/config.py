@@ -429,6 +429,8 @@ def check_size(config: Config) -> None:
         )
     backend = backends.backend_class(config.execution.backend)
     qubits = config.circuit.qubits or qubits_for(weights, per_state)
+    if config.model.quantum == "classical_generator":  # sized from the qubits counted here
+        check_generator_budget(qubits, config.circuit.blocks)
     if not 0 <= config.model.head_bits <= qubits:
         raise ConfigError(f"head_bits: {config.model.head_bits} is not between 0 and the model's {qubits} qubits")
     if backend.max_qubits is not None and qubits > backend.max_qubits:
@@ -438,19 +440,12 @@ def check_size(config: Config) -> None:
         )
 
 
-def check_generator_budget(config: Config) -> None:
+def check_generator_budget(qubits: int, blocks: int) -> None:
     """The classical generator matches the circuit it replaces to within 10% of its angles, or the
     comparison would not be at equal budget (its size moves in steps of N + 2: shallow circuits miss)."""
-    import torch
-
-    from .ansatz import qubits_for
     from .generator import generator_size
-    from .targets import build_target, count_parameters
 
-    with torch.random.fork_rng(devices=[]):
-        weights = count_parameters(build_target(config.model.target))
-    qubits = config.circuit.qubits or qubits_for(weights, config.model.weights_per_state)
-    angles = qubits * config.circuit.blocks
+    angles = qubits * blocks
     size = generator_size(qubits, angles)
     if abs(size - angles) > 0.1 * angles:
         raise ConfigError(
@@ -482,8 +477,6 @@ def check_quantum_stage(config: Config) -> None:
                 f"quantum: {stage} has no circuit, so it cannot honour {key} = {getattr(config.circuit, key)!r}; "
                 f"leave {key} at its default (its size follows qubits and blocks only)"
             )
-    if stage == "classical_generator":
-        check_generator_budget(config)
     if stage in NO_CIRCUIT and not backends.backend_class(backend).exact:
         raise ConfigError(
             f"quantum: {stage} executes no circuit, so the sampled backend {backend} has nothing to run; "
