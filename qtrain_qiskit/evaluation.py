@@ -84,12 +84,25 @@ def run_config(run: RunDir, overrides: dict[str, Any] | None = None) -> Config:
     return validate(apply(run.config(), overrides or {}, "command line"))
 
 
-def _test(config: Config, state: dict[str, Any], data: Any, device: torch.device) -> tuple[float, float, torch.Tensor]:
-    """(loss, accuracy, probabilities): one circuit execution, then the target on the test split."""
+def restore(config: Config, state: dict[str, Any], device: torch.device) -> QuantumTrain:
+    """The run's model built for ``config`` (its backend, say) with the checkpoint's ``state``."""
     from .build import build_model
 
     model = build_model(config, device)
     load_model_state(model, state, "of the run")
+    return model
+
+
+def test_split(config: Config) -> TensorData:
+    """The run's test split (downloaded as torchvision does where allowed)."""
+    return load_dataset(
+        config.data.dataset, resolve_data_dir(config.data.data_dir), train=False, download=config.data.download
+    )
+
+
+def _test(config: Config, state: dict[str, Any], data: Any, device: torch.device) -> tuple[float, float, torch.Tensor]:
+    """(loss, accuracy, probabilities): one circuit execution, then the target on the test split."""
+    model = restore(config, state, device)
     with torch.no_grad():
         probs = model.quantum()
     loss, accuracy = score(model, data, config.train.eval_batch_size, probs=probs)
@@ -109,9 +122,7 @@ def evaluate_run(path: str | Path, *, checkpoint: str = "best", overrides: dict[
     config = run_config(run, overrides)
     device = resolve_device(config.execution.device)
     state = run.load_checkpoint(CHECKPOINTS[checkpoint])["model"]
-    data = load_dataset(
-        config.data.dataset, resolve_data_dir(config.data.data_dir), train=False, download=config.data.download
-    )
+    data = test_split(config)
     result: dict[str, Any] = {"checkpoint": checkpoint, "backend": config.execution.backend}
     result["test_loss"], result["test_accuracy"], probs = _test(config, state, data, device)
     executor = backends.backend_class(config.execution.backend)

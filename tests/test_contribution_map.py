@@ -47,6 +47,19 @@ def test_every_cell_variant_and_seed_is_trained_and_the_trained_ones_read_on_the
     assert "train_shots: null" in k1_config and "head_bits: 4" in k1_config
 
 
+def test_device_reading_restores_the_run_and_measures_what_it_needs(small_map):
+    out, _, _ = small_map
+    run = out / "runs" / "mnist_weights_per_state1_blocks5_trained_seed1"  # trained exact: its test figure is exact
+    reading = json.loads((run / "device_fake_torino_1024.json").read_text())
+    assert reading["exact_test_accuracy"] == pytest.approx(_accuracy(out, run.name))
+    rungs = reading["shot_response"]
+    assert [r["shots"] for r in rungs] == [1024 * 4**i for i in range(8)]
+    assert all(b["snr"] == pytest.approx(2 * a["snr"]) for a, b in zip(rungs, rungs[1:]))
+    assert reading["needed_snr"] is None or reading["needed_snr"] in [r["snr"] for r in rungs]
+    assert reading["readout_snr"] == pytest.approx(rungs[0]["snr"])  # read at 1,024 shots, the first rung
+    assert 0 < reading["device_snr"] < float("inf")
+
+
 def test_lead_is_the_trained_minus_the_best_control_paired_by_seed(small_map):
     out, _, _ = small_map
     with (out / "contribution.csv").open() as handle:
@@ -112,7 +125,7 @@ def test_readout_snr_of_a_porter_thomas_distribution_is_sqrt_shots_per_outcome()
     sqrt(P / S), so SNR = sqrt(S / 2^N); 2^12 draws put the estimate within ~3% of it."""
     import torch
 
-    from qtrain_qiskit.sweeps.contribution import readout_snr
+    from qtrain_qiskit.readout import readout_snr
 
     draws = torch.empty(2**12, dtype=torch.float64).exponential_(generator=torch.Generator().manual_seed(0))
     probs = draws / draws.sum()

@@ -23,12 +23,15 @@ from typing import Any
 
 import torch
 
-from ..build import build_model
+from ..ansatz import states_for
 from ..config import ConfigError, apply, from_yaml_and_flags, validate
+from ..readout import summarize
 from ..rundir import SUMMARY_FILE, write_atomic
+from ..targets import build_target, count_parameters
 from .grid import grid_points, point_name, stage_overrides
 
 VARIANTS = ("trained", "frozen", "random_vector", "classical_generator")
+SNR_COLUMNS = {"readout_snr": "readout SNR", "device_snr": "device SNR", "needed_snr": "needed SNR"}
 MANIFEST, TABLE, CSV, PICTURE = "map.json", "contribution.md", "contribution.csv", "contribution.png"
 
 
@@ -115,38 +118,34 @@ def plan_tasks(plan: MapPlan, out: Path) -> list[tuple[str, dict[str, Any]]]:
     return tasks
 
 
-def readout_snr(probs: torch.Tensor, used: int, shots: int) -> float:
-    """How well ``shots`` resolve the circuit's message: the spread of P over the used outcomes
-    divided by the shot noise of one outcome's estimate (rms of sqrt(P (1 - P) / S)).
-
-    Below about 1 a device reading cannot tell the outcomes' trained values apart; a Porter-Thomas
-    P over 2^N outcomes gives sqrt(S / 2^N): 1 at 13 qubits and 8,192 shots, 8 at 7 qubits.
-    """
-    p = probs[:used].double()
-    noise = (p * (1 - p) / shots).mean().sqrt()
-    return float(p.std() / noise.clamp_min(1e-30))
-
-
 def device_accuracy(run: Path, device: str, shots: int) -> dict[str, Any]:
-    """The trained run read from ``device``'s noise model at ``shots``, and the readout SNR of its
-    exact P at that budget (cached beside the run)."""
-    from ..ansatz import states_for
-    from ..evaluation import evaluate_run, run_config
-    from ..rundir import BEST_CHECKPOINT, RunDir, load_model_state
-    from ..targets import build_target, count_parameters
+    """The trained run read from ``device``'s noise model at ``shots``, beside its exact accuracy, and
+    the SNRs that say why it reads as it does (`qtrain_qiskit.readout`); cached beside the run."""
+    from ..evaluation import EXACT_EXECUTION, restore, run_config, score, test_split, total_variation
+    from ..rundir import BEST_CHECKPOINT, RunDir
 
     cache = run / f"device_{device}_{shots}.json"
-    if cache.exists():
-        return json.loads(cache.read_text())
-    result = evaluate_run(run, overrides={"backend": "aer_noisy", "noise": device, "shots": shots})
+    if cache.exists() and "needed_snr" in (cached := json.loads(cache.read_text())):
+        return cached
     rundir = RunDir.existing(run)
-    config = run_config(rundir)
-    model = build_model(config, torch.device("cpu"))
-    load_model_state(model, rundir.load_checkpoint(BEST_CHECKPOINT)["model"], "of the run")
+    state = rundir.load_checkpoint(BEST_CHECKPOINT)["model"]
+    config = run_config(rundir, EXACT_EXECUTION)
+    cpu = torch.device("cpu")
+    model = restore(config, state, cpu)
+    reader = restore(run_config(rundir, {"backend": "aer_noisy", "noise": device, "shots": shots}), state, cpu)
+    data = test_split(config)
     with torch.no_grad():
-        probs = model.quantum()
+        probs, reading = model.quantum().double(), reader.quantum().double()
     used = states_for(count_parameters(build_target(config.model.target)), config.model.weights_per_state)
-    result["readout_snr"] = readout_snr(probs, used, shots)
+    batch = config.train.eval_batch_size
+    result = {
+        "backend": "aer_noisy",
+        "device": device,
+        "shots": shots,
+        "test_accuracy": score(reader, data, batch, probs=reading)[1],
+        "tvd_to_exact": total_variation(reading, probs),
+        **summarize(model, probs, reading, data, used=used, shots=shots, batch_size=batch, seed=config.train.seed),
+    }
     _write(cache, json.dumps(result, indent=2))
     return result
 
@@ -184,7 +183,7 @@ def cell_rows(plan: MapPlan, out: Path) -> list[dict[str, Any]]:
             ).exists()
         ]
         device = [r["test_accuracy"] for r in readings]
-        snr = [r["readout_snr"] for r in readings if "readout_snr" in r]
+        snrs = {key: [_snr(r.get(key, float("nan"))) for r in readings] for key in SNR_COLUMNS}
         low, high = bootstrap_ci(lead) if lead else (float("nan"), float("nan"))
         rows.append(
             {
@@ -196,10 +195,18 @@ def cell_rows(plan: MapPlan, out: Path) -> list[dict[str, Any]]:
                 "lead_low": low,
                 "lead_high": high,
                 "device": statistics.mean(device) if device else float("nan"),
-                "readout_snr": statistics.mean(snr) if snr else float("nan"),
+                **{key: statistics.mean(values) if values else float("nan") for key, values in snrs.items()},
             }
         )
     return rows
+
+
+def _snr(value: float | None) -> float:
+    return float("inf") if value is None else value  # a needed SNR that no rung of the ladder reached
+
+
+def _ratio(value: float) -> str:
+    return "-" if value != value else "> ladder" if value == float("inf") else f"{value:.1f}"
 
 
 def _pct(value: float) -> str:
@@ -221,7 +228,7 @@ def write_map_report(plan: MapPlan, out: Path) -> list[Path]:
         "lead (points)",
         "95% bootstrap",
         f"{plan.device} raw",
-        "readout SNR",
+        *SNR_COLUMNS.values(),
     ]
     body = [
         [
@@ -232,7 +239,7 @@ def write_map_report(plan: MapPlan, out: Path) -> list[Path]:
             _pct(r["lead"]),
             f"[{_pct(r['lead_low'])}, {_pct(r['lead_high'])}]",
             _pct(r["device"]),
-            "-" if r["readout_snr"] != r["readout_snr"] else f"{r['readout_snr']:.1f}",
+            *(_ratio(r[key]) for key in SNR_COLUMNS),
         ]
         for r in rows
     ]
@@ -241,10 +248,12 @@ def write_map_report(plan: MapPlan, out: Path) -> list[Path]:
         f"(the bootstrap over {len(plan.seeds)} seeds is crude: its interval spans the per-seed leads). "
         f"{plan.device}: the trained circuit's best-validation weights read at {plan.device_shots} shots. Readout SNR: "
         "spread of the exact P over the used outcomes / shot noise of one outcome at that budget (below ~1 a device "
-        "cannot tell the trained values apart).\n\n"
+        "cannot tell the trained values apart). Device SNR: the same spread / the rms error of the device's reading. "
+        "Needed SNR: the least shot-noise SNR at which the model stays within 1 point of its exact accuracy "
+        "(docs/contribution.md); a model whose device SNR is below it cannot be read from that device.\n\n"
     )
     _write(out / TABLE, note + markdown_table(header, body) + "\n")
-    columns = ["cell", *VARIANTS, "seeds", "best_control", "lead", "lead_low", "lead_high", "device", "readout_snr"]
+    columns = ["cell", *VARIANTS, "seeds", "best_control", "lead", "lead_low", "lead_high", "device", *SNR_COLUMNS]
     text = io.StringIO()
     writer = csv.DictWriter(text, columns, extrasaction="ignore", lineterminator="\n")
     writer.writeheader()

@@ -1,0 +1,34 @@
+"""The readout SNRs against direct numpy computations, and the needed-SNR rule on made-up ladders."""
+
+import numpy as np
+import pytest
+import torch
+
+from qtrain_qiskit.readout import error_snr, needed_snr, readout_snr
+
+
+def test_error_snr_is_the_spread_over_the_rms_error_of_the_used_outcomes():
+    rng = np.random.default_rng(0)
+    probs = rng.dirichlet(np.ones(64))
+    error = rng.normal(0, 1e-3, 64)
+    estimate = probs + error
+    estimate[40:] += 0.5  # outcomes the target does not use do not count
+    expected = probs[:40].std(ddof=1) / np.sqrt((error[:40] ** 2).mean())
+    assert error_snr(torch.tensor(probs), torch.tensor(estimate), 40) == pytest.approx(expected, rel=1e-12)
+
+
+def test_readout_snr_halves_when_the_shots_quarter():
+    probs = torch.tensor(np.random.default_rng(1).dirichlet(np.ones(256)))
+    assert readout_snr(probs, 200, 4096) == pytest.approx(2 * readout_snr(probs, 200, 1024), rel=1e-12)
+
+
+def _ladder(accuracies):
+    return [{"shots": 1024 * 4**i, "snr": 2.0**i, "accuracy": a} for i, a in enumerate(accuracies)]
+
+
+def test_needed_snr_is_the_first_rung_from_which_every_later_one_stays_within_tolerance():
+    assert needed_snr(_ladder([0.50, 0.80, 0.895, 0.90, 0.90]), 0.90) == 4.0
+    # a lucky low rung followed by a bad one does not count
+    assert needed_snr(_ladder([0.50, 0.90, 0.85, 0.90, 0.90]), 0.90) == 8.0
+    assert needed_snr(_ladder([0.50, 0.60, 0.70]), 0.90) is None
+    assert needed_snr(_ladder([0.90, 0.90]), 0.90) == 1.0
