@@ -42,6 +42,7 @@ E2E_MODULES = {
 
 # The fast unit tier: `python -m pytest -m "not e2e"` (under a minute on 2 cores).
 UNIT_MODULES = {
+    "test_readout",
     "test_ablations",
     "test_engine_paths",
     "test_ansatz",

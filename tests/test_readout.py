@@ -32,3 +32,11 @@ def test_needed_snr_is_the_first_rung_from_which_every_later_one_stays_within_to
     assert needed_snr(_ladder([0.50, 0.90, 0.85, 0.90, 0.90]), 0.90) == 8.0
     assert needed_snr(_ladder([0.50, 0.60, 0.70]), 0.90) is None
     assert needed_snr(_ladder([0.90, 0.90]), 0.90) == 1.0
+
+
+def test_pareto_front_keeps_the_points_no_other_beats_on_both_axes():
+    from qtrain_qiskit.sweeps.contribution import pareto_front
+
+    points = [(97.0, -0.3), (94.0, 0.3), (92.0, 0.3), (67.0, 3.3), (19.0, 6.5), (19.0, 4.8), (60.0, 0.8)]
+    assert pareto_front(points) == [(19.0, 6.5), (67.0, 3.3), (94.0, 0.3), (97.0, -0.3)]
+    assert pareto_front([(float("nan"), 1.0), (90.0, 1.0)]) == [(90.0, 1.0)]

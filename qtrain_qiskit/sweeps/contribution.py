@@ -263,6 +263,21 @@ def write_map_report(plan: MapPlan, out: Path) -> list[Path]:
     return [out / TABLE, out / CSV, out / PICTURE]
 
 
+def pareto_front(points: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    """The points no other point beats on both axes (higher is better on each), by rising x: the
+    best lead a model can keep at each device accuracy."""
+    finite = sorted((p for p in points if p[0] == p[0] and p[1] == p[1]), key=lambda p: (-p[0], -p[1]))
+    front: list[tuple[float, float]] = []
+    for x, y in finite:  # by falling x, a point joins when it leads by more than every more accurate one
+        if not front or y > front[-1][1]:
+            front.append((x, y))
+    return front[::-1]
+
+
+def _device_or_exact(row: dict[str, Any]) -> float:
+    return 100 * (row["device"] if row["device"] == row["device"] else row["trained"])
+
+
 def plot_map(rows: list[dict[str, Any]], plan: MapPlan, path: Path) -> None:
     """Each cell at (accuracy on the device, lead over its best control): up and right is the goal."""
     import matplotlib
@@ -272,12 +287,16 @@ def plot_map(rows: list[dict[str, Any]], plan: MapPlan, path: Path) -> None:
 
     fig, ax = plt.subplots(figsize=(7.5, 5))
     for r in rows:
-        x = 100 * (r["device"] if r["device"] == r["device"] else r["trained"])
+        x = _device_or_exact(r)
         marker = "o" if r["device"] == r["device"] else "x"  # x: no device figure (exact accuracy)
         y, low, high = 100 * r["lead"], 100 * r["lead_low"], 100 * r["lead_high"]
         ax.errorbar(x, y, yerr=[[y - low], [high - y]], fmt=marker, capsize=3)
         label = r["cell"].replace("weights_per_state=", "k=").replace("blocks=", "L=").replace("hidden=", "h=")
         ax.annotate(label, (x, y), fontsize=7, xytext=(4, 3), textcoords="offset points")
+    front = pareto_front([(_device_or_exact(r), 100 * r["lead"]) for r in rows])
+    if len(front) > 1:
+        ax.plot(*zip(*front, strict=True), color="tab:red", lw=1, ls="--", label="best trade-off (Pareto front)")
+        ax.legend(fontsize=8, loc="upper right")
     ax.axhline(0, color="grey", lw=0.8)
     ax.set_xlabel(f"trained circuit's test accuracy on {plan.device}, {plan.device_shots} shots (%)")
     ax.set_ylabel("lead over its best control (points)")
