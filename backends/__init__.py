@@ -1,4 +1,4 @@
-"""The pluggable execution layer: `get_backend(name, **options)`, `available()`, `options_for()`.
+"""The pluggable execution layer: `get_backend(name, **values)`, `available()`, `options_for()`.
 
 Importing this package registers the built-in backends; see `reference.py` for the smallest
 complete one.

@@ -28,7 +28,7 @@ from qiskit_aer.noise import NoiseModel, depolarizing_error
 from .base import Backend, BackendError
 from .counts import sample_probabilities
 from .devices import check_device_name, device_noise_model, fake_device, to_isa
-from .mitigation import MitigationOptions, ReadoutMitigator, needs_device_readout
+from .mitigation import MitigationOptions, ReadoutMitigator, calibration_cost, needs_device_readout
 from .noisy_simulation import (
     MAX_DENSITY_QUBITS,
     DensityProgram,
@@ -40,7 +40,7 @@ from .noisy_simulation import (
 )
 from .options import BackendOptions, DeviceOptions, ShotsOptions, option
 from .registry import register
-from .torch_statevector import TorchStatevectorBackend
+from .torch_statevector import TorchStatevectorBackend, TorchStatevectorOptions
 
 BASIS = ["rx", "ry", "rz", "h", "x", "y", "z", "s", "sdg", "t", "tdg", "sx", "p", "cx", "cz", "swap"]
 ONE_QUBIT_GATES = ["rx", "ry", "rz", "h", "x", "y", "z", "s", "sdg", "t", "tdg", "sx", "p"]
@@ -299,9 +299,10 @@ class AerStatevectorBackend(Backend):
     Options = AerOptions
     context = ("seed",)
 
-    def __init__(self, seed: int | None = None, aer_device: str = "CPU") -> None:
-        self.sampler = AerExactSampler(seed=seed, device=aer_device)
-        self._reverse_mode = TorchStatevectorBackend(device="cpu", precision="float64")
+    def __init__(self, options: AerOptions | None = None, *, seed: int | None = None) -> None:
+        super().__init__(options)
+        self.sampler = AerExactSampler(seed=seed, device=self.options.aer_device)
+        self._reverse_mode = TorchStatevectorBackend(TorchStatevectorOptions(precision="float64"), device="cpu")
 
     def _probabilities(self, circuit: QuantumCircuit, values: np.ndarray) -> np.ndarray:
         return self.sampler.run([(circuit, values)]).result()[0].data.probabilities
@@ -326,14 +327,14 @@ class AerShotsBackend(Backend):
     Options = AerShotsOptions
     context = ("seed",)
 
-    def __init__(self, shots: int = 1024, seed: int | None = None, aer_device: str = "CPU") -> None:
-        self.shots = shots
-        self.sampler = AerExactSampler(seed=seed, device=aer_device)
+    def __init__(self, options: AerShotsOptions | None = None, *, seed: int | None = None) -> None:
+        super().__init__(options)
+        self.sampler = AerExactSampler(seed=seed, device=self.options.aer_device)
         self.rng = np.random.default_rng(seed)
 
     def _probabilities(self, circuit: QuantumCircuit, values: np.ndarray) -> np.ndarray:
         exact = self.sampler.run([(circuit, values)]).result()[0].data.probabilities
-        return sample_probabilities(exact, self.shots, self.rng)
+        return sample_probabilities(exact, self.options.shots, self.rng)
 
 
 def depolarizing_simulation(circuit: QuantumCircuit, one_qubit: float, two_qubit: float, readout: float):
@@ -365,27 +366,16 @@ class AerNoisyBackend(Backend):
     context = ("seed",)
     _device_models: ClassVar[dict[str, NoiseModel]] = {}  # building one takes seconds: once per process
 
-    def __init__(
-        self,
-        noise: str = "depolarizing",
-        shots: int = 1024,
-        seed: int | None = None,
-        depolarizing_1q: float = 1e-3,
-        depolarizing_2q: float = 1e-2,
-        readout_error: float = 0.0,
-        aer_device: str = "CPU",
-        mitigation: str = "none",
-        noisy_sampling: str = "auto",
-        optimization_level: int = 2,
-    ) -> None:
-        if noisy_sampling not in NOISY_SAMPLING:
-            raise ValueError(f"noisy_sampling must be one of {', '.join(NOISY_SAMPLING)}, got {noisy_sampling!r}")
-        self.noise, self.shots, self.seed, self.device = noise, shots, seed, check_aer_device(aer_device)
-        self.rates = (depolarizing_1q, depolarizing_2q, readout_error)
-        self.mitigation, self.noisy_sampling = mitigation, noisy_sampling
-        self.optimization_level = optimization_level
+    def __init__(self, options: AerNoisyOptions | None = None, *, seed: int | None = None) -> None:
+        super().__init__(options)
+        self.seed, self.device = seed, check_aer_device(self.options.aer_device)
         self.rng = np.random.default_rng(seed)
         self._prepared: dict[int, Prepared] = {}
+
+    @classmethod
+    def calibration_shots(cls, options: AerNoisyOptions, measured_qubits: int) -> int:
+        """M3's calibration on the fake device (``noise``), under ``--mitigation mthree``."""
+        return calibration_cost(options.mitigation, options.noise, measured_qubits, options.shots)
 
     def prepare(self, circuit: QuantumCircuit) -> NoisySimulation:
         return self._ready(circuit).simulation
@@ -394,42 +384,50 @@ class AerNoisyBackend(Backend):
         """``circuit`` prepared once (cached by identity): simulation, simulator, M3, density program."""
         cached = self._prepared.get(id(circuit))
         if cached is None or cached.circuit is not circuit:
-            mitigator = None
-            if self.noise == "depolarizing":
-                simulation = depolarizing_simulation(circuit, *self.rates)
+            options, mitigator = self.options, None
+            if options.noise == "depolarizing":
+                rates = (options.depolarizing_1q, options.depolarizing_2q, options.readout_error)
+                simulation = depolarizing_simulation(circuit, *rates)
             else:
-                device = fake_device(self.noise)
-                if self.noise not in self._device_models:
-                    self._device_models[self.noise] = device_noise_model(device)
-                isa = to_isa(circuit, device, seed=self.seed, optimization_level=self.optimization_level)
-                simulation = device_simulation(isa, self._device_models[self.noise])
-                if self.mitigation == "mthree":
-                    mitigator = ReadoutMitigator(device, isa, self.shots)
+                device = fake_device(options.noise)
+                if options.noise not in self._device_models:
+                    self._device_models[options.noise] = device_noise_model(device)
+                isa = to_isa(circuit, device, seed=self.seed, optimization_level=options.optimization_level)
+                simulation = device_simulation(isa, self._device_models[options.noise])
+                mitigator = self._mitigator(device, isa)
             cached = Prepared(
                 circuit, simulation, simulation.simulator(self.device), mitigator, self._density(simulation)
             )
             self._prepared[id(circuit)] = cached
         return cached
 
+    def _sampling(self) -> str:
+        """How shots are drawn (`NOISY_SAMPLING`): the option here; aer_density always reads the density matrix."""
+        return self.options.noisy_sampling
+
+    def _mitigator(self, device: object, isa: QuantumCircuit) -> ReadoutMitigator | None:
+        """M3 calibrated on the fake device's measured qubits, under ``--mitigation mthree``."""
+        return ReadoutMitigator(device, isa, self.options.shots) if self.options.mitigation == "mthree" else None
+
     def _density(self, simulation: NoisySimulation) -> DensityProgram | None:
         """The density-matrix program that `density` (or `auto`, where it fits) samples from."""
-        if self.noisy_sampling == "trajectories":
+        if self._sampling() == "trajectories":
             return None
         try:
             return density_program(simulation, self.device)
         except ValueError as exc:  # wider than MAX_DENSITY_QUBITS after compaction
-            if self.noisy_sampling == "auto":
+            if self._sampling() == "auto":
                 return None
             raise BackendError(f"{self.name}: {exc}") from None
 
     def _probabilities(self, circuit: QuantumCircuit, values: np.ndarray) -> np.ndarray:
-        prepared = self._ready(circuit)
+        prepared, shots = self._ready(circuit), self.options.shots
         if prepared.density is None:
-            frequencies = sample(prepared.simulation, prepared.simulator, values, self.shots, self.rng)
+            frequencies = sample(prepared.simulation, prepared.simulator, values, shots, self.rng)
         else:  # the same multinomial distribution of counts as the trajectories, ~10x faster at 7 qubits
-            frequencies = sample_probabilities(exact_distribution(prepared.density, values), self.shots, self.rng)
+            frequencies = sample_probabilities(exact_distribution(prepared.density, values), shots, self.rng)
         mitigator = prepared.mitigator
-        return frequencies if mitigator is None else mitigator.correct(frequencies, self.shots)
+        return frequencies if mitigator is None else mitigator.correct(frequencies, shots)
 
 
 @register
@@ -451,27 +449,15 @@ class AerDensityBackend(AerNoisyBackend):
     max_qubits = MAX_DENSITY_QUBITS
     max_qubits_reason = "holds a density matrix"
 
-    def __init__(
-        self,
-        noise: str = "depolarizing",
-        seed: int | None = None,
-        depolarizing_1q: float = 1e-3,
-        depolarizing_2q: float = 1e-2,
-        readout_error: float = 0.0,
-        aer_device: str = "CPU",
-        optimization_level: int = 2,
-    ) -> None:
-        super().__init__(
-            noise,
-            1,
-            seed,
-            depolarizing_1q,
-            depolarizing_2q,
-            readout_error,
-            aer_device,
-            noisy_sampling="density",
-            optimization_level=optimization_level,
-        )
+    @classmethod
+    def calibration_shots(cls, options: NoiseOptions, measured_qubits: int) -> int:
+        return 0  # an exact distribution: no counts, nothing to calibrate
+
+    def _sampling(self) -> str:
+        return "density"
+
+    def _mitigator(self, device: object, isa: QuantumCircuit) -> None:
+        return None
 
     def _probabilities(self, circuit: QuantumCircuit, values: np.ndarray) -> np.ndarray:
         return exact_distribution(self._ready(circuit).density, values)

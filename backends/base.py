@@ -13,7 +13,7 @@ from typing import Any, ClassVar, Protocol
 import numpy as np
 from qiskit import QuantumCircuit
 
-from .options import BackendOptions
+from .options import BackendOptions, ShotsOptions
 
 
 class BackendError(RuntimeError):
@@ -35,9 +35,11 @@ class Backend(ABC):
 
     Subclasses set ``name`` (the registry key) and ``exact`` (True when probabilities carry no
     shot noise), implement `_probabilities`, and may implement `_vjp` for exact reverse-mode
-    gradients. ``Options`` declares the configuration keys the constructor takes (each a keyword of
-    the same name) and ``context`` the run values it takes besides (seed, torch device, job ledger);
-    `register` refuses a constructor that disagrees with them. Constructors stay cheap: per-circuit
+    gradients. ``Options`` declares the configuration keys: the constructor takes one ``Options``
+    object (kept as ``self.options``, each default written only in its field) and, as keywords, the
+    run values ``context`` names (seed, torch device, job ledger); `register` refuses a constructor
+    that disagrees. What a run costs (`shots_per_circuit`, `calibration_shots`) is asked of the
+    class with the options, before anything is built. Constructors stay cheap: per-circuit
     preparation (transpiling, compiling) happens lazily on first use and is cached, so it runs once
     per run, not once per step.
     """
@@ -59,6 +61,14 @@ class Backend(ABC):
     # checkpoints save it through `random_state` and a resumed run draws what an uninterrupted one would.
     rng: np.random.Generator | None = None
 
+    def __init__(self, options: BackendOptions | None = None) -> None:
+        """A backend run with ``options`` (its ``Options`` defaults when None); subclasses taking run values
+        add them as keywords after it."""
+        options = self.Options() if options is None else options
+        if not isinstance(options, self.Options):
+            raise TypeError(f"backend {self.name!r} takes {self.Options.__name__}, got {type(options).__name__}")
+        self.options = options
+
     def random_state(self) -> dict[str, Any] | None:
         """The sampling generator's state (None for a backend that draws nothing)."""
         return None if self.rng is None else self.rng.bit_generator.state
@@ -70,7 +80,20 @@ class Backend(ABC):
     @classmethod
     def from_options(cls, options: BackendOptions, **context: Any) -> Backend:
         """The backend for validated ``options`` and the run values in ``context`` it declares."""
-        return cls(**options.kwargs(), **{key: context[key] for key in cls.context if key in context})
+        return cls(options, **{key: context[key] for key in cls.context if key in context})
+
+    # --- what a run costs, asked of the class before anything is built (the shot budget and its cap)
+    @classmethod
+    def shots_per_circuit(cls, options: BackendOptions) -> int:
+        """Shots one circuit execution draws under ``options``: the shared ``shots`` option where the
+        backend reads it, else 0 (a sampling backend with its own notion of shots answers here)."""
+        return options.shots if isinstance(options, ShotsOptions) else 0
+
+    @classmethod
+    def calibration_shots(cls, options: BackendOptions, measured_qubits: int) -> int:
+        """Shots spent once per process before the run, calibrating ``measured_qubits`` (readout
+        mitigation); none unless the backend calibrates."""
+        return 0
 
     def prepare(self, circuit: QuantumCircuit) -> object:  # noqa: B027 - optional hook
         """Resolve devices and credentials and compile ``circuit``, before any execution.

@@ -25,7 +25,7 @@ from qiskit import QuantumCircuit
 from .base import Backend, BackendError, JobLedger
 from .counts import probabilities_from_bits
 from .devices import check_device_name, device_noise_model, fake_device, to_isa
-from .mitigation import MitigationOptions, ReadoutMitigator
+from .mitigation import MitigationOptions, ReadoutMitigator, calibration_cost
 from .noisy_simulation import device_simulator
 from .options import DeviceOptions, ShotsOptions, option
 from .registry import register
@@ -68,38 +68,38 @@ class IBMRuntimeBackend(Backend):
 
     def __init__(
         self,
-        ibm_backend: str | None = None,
-        shots: int = 1024,
+        options: IBMRuntimeOptions | None = None,
+        *,
         seed: int | None = None,
-        ibm_mode: str = "job",
-        dynamical_decoupling: bool = False,
-        twirling: bool = False,
-        max_retries: int = 3,
-        retry_backoff: float = 2.0,
-        max_circuits_per_job: int = 10_000,
         job_ledger: JobLedger | None = None,
         service: Any = None,
-        mitigation: str = "none",
-        optimization_level: int = 2,
+        max_circuits_per_job: int = 10_000,
     ) -> None:
-        if ibm_mode not in MODES:
-            raise ValueError(f"ibm_mode must be one of {', '.join(MODES)}, got {ibm_mode!r}")
-        self.device_name, self.shots, self.seed, self.mode_name = ibm_backend, shots, seed, ibm_mode
-        self.optimization_level = optimization_level
-        self.options = {
-            "dynamical_decoupling": {"enable": dynamical_decoupling},
-            "twirling": {"enable_measure": twirling},
-        }
-        self.max_retries, self.retry_backoff = max_retries, retry_backoff
+        """``service`` (a runtime service; by default the saved account's) and ``max_circuits_per_job``
+        are not configuration keys: tests and callers with their own account pass them."""
+        super().__init__(options)
+        self.seed, self.ledger, self._service = seed, job_ledger, service
         self.max_circuits_per_job = max_circuits_per_job
-        self.ledger, self._service = job_ledger, service
+        # the runtime's error suppression of the next jobs (`error_suppression` switches it between a trial's variants)
+        self.suppression = {
+            "dynamical_decoupling": {"enable": self.options.dynamical_decoupling},
+            "twirling": {"enable_measure": self.options.twirling},
+        }
         self._device: Any = None
         self._simulator: Any = None  # local mode: what the runtime's local service simulates jobs on
         self._mode: Any = None
         self.request_tag = ""  # distinguishes otherwise identical requests in the ledger (a trial's repeats)
         self._isa: dict[int, tuple[QuantumCircuit, QuantumCircuit, bytes]] = {}  # id -> (logical, ISA, digest)
-        self.mitigation = mitigation
         self._mitigators: dict[int, ReadoutMitigator] = {}  # id -> M3 calibrated on the ISA's measured qubits
+
+    @classmethod
+    def calibration_shots(cls, options: IBMRuntimeOptions, measured_qubits: int) -> int:
+        """M3's calibration on ``ibm_backend`` (none named: the least busy real device), under mthree."""
+        return calibration_cost(options.mitigation, options.ibm_backend or "", measured_qubits, options.shots)
+
+    @property
+    def device_name(self) -> str | None:
+        return self.options.ibm_backend
 
     # --- preparation: account, device, ISA circuit (before any circuit runs)
     @property
@@ -137,9 +137,8 @@ class IBMRuntimeBackend(Backend):
     def prepare(self, circuit: QuantumCircuit) -> QuantumCircuit:
         cached = self._isa.get(id(circuit))
         if cached is None or cached[0] is not circuit:
-            isa = to_isa(
-                circuit, self.device(circuit.num_qubits), seed=self.seed, optimization_level=self.optimization_level
-            )
+            level = self.options.optimization_level
+            isa = to_isa(circuit, self.device(circuit.num_qubits), seed=self.seed, optimization_level=level)
             cached = (circuit, isa, _circuit_digest(circuit))
             self._isa[id(circuit)] = cached
             if self.local:  # (re)built at the next job, after the plan and the budget guard
@@ -159,7 +158,7 @@ class IBMRuntimeBackend(Backend):
 
     def error_suppression(self, *, dynamical_decoupling: bool, twirling: bool) -> None:
         """Dynamical decoupling and measurement twirling of the next jobs (a trial's variants share one batch)."""
-        self.options = {
+        self.suppression = {
             "dynamical_decoupling": {"enable": dynamical_decoupling},
             "twirling": {"enable_measure": twirling},
         }
@@ -167,7 +166,7 @@ class IBMRuntimeBackend(Backend):
     def runtime_mode(self) -> Any:
         """The batch or session that calibration jobs share with the run's (opened now), None in job or local mode."""
         self._sampler()
-        return None if self.local or self.mode_name == "job" else self._mode
+        return None if self.local or self.options.ibm_mode == "job" else self._mode
 
     def _local_seed(self) -> int | None:
         """The local simulator's seed: the run's, varied by the request tag so that repeats draw afresh."""
@@ -184,12 +183,13 @@ class IBMRuntimeBackend(Backend):
     def _mitigator(self, circuit: QuantumCircuit, isa: QuantumCircuit) -> ReadoutMitigator | None:
         """M3 for this circuit's measured qubits, calibrated on its first execution: after the run's
         budget guard (not at preparation), in the batch or session the run's own jobs share."""
-        if self.mitigation != "mthree":
+        if self.options.mitigation != "mthree":
             return None
         if id(circuit) not in self._mitigators:
             try:
+                target, shots = self.calibration_target(), self.options.shots
                 self._mitigators[id(circuit)] = ReadoutMitigator(
-                    self.calibration_target(), isa, self.shots, runtime_mode=self.runtime_mode(), ledger=self.ledger
+                    target, isa, shots, runtime_mode=self.runtime_mode(), ledger=self.ledger
                 )
             except Exception as exc:  # a failed calibration job: one line, nothing of the run spent yet
                 raise BackendError(
@@ -208,10 +208,10 @@ class IBMRuntimeBackend(Backend):
                 "job": lambda: device,
                 "batch": lambda: Batch(backend=device),
                 "session": lambda: Session(backend=device),
-            }[self.mode_name]()
-        options = {"default_shots": self.shots, **self.options}
+            }[self.options.ibm_mode]()
+        options = {"default_shots": self.options.shots, **self.suppression}
         if self.local:  # the local simulator ignores DD and twirling options with a warning
-            options = {"default_shots": self.shots, "simulator": {"seed_simulator": self._local_seed()}}
+            options = {"default_shots": self.options.shots, "simulator": {"seed_simulator": self._local_seed()}}
         return Sampler(mode=self._mode, options=options)
 
     # --- execution
@@ -220,13 +220,14 @@ class IBMRuntimeBackend(Backend):
         mitigator = self._mitigator(circuit, isa)
         chunks = np.array_split(values, max(1, -(-len(values) // self.max_circuits_per_job)))
         frequencies = np.concatenate([self._run_with_retries(circuit, isa, chunk) for chunk in chunks])
-        return frequencies if mitigator is None else mitigator.correct(frequencies, self.shots)
+        return frequencies if mitigator is None else mitigator.correct(frequencies, self.options.shots)
 
     def _request_key(self, circuit: QuantumCircuit, values: np.ndarray) -> str:
         digest = hashlib.sha256()
         digest.update(self._isa[id(circuit)][2])
         digest.update(np.ascontiguousarray(values, dtype=np.float64).tobytes())
-        settings = f"{self.shots}|{self.device_name}|{self.seed}|{self.optimization_level}|{self.options}"
+        options = self.options  # the same digest as before options were one object: recorded jobs stay found
+        settings = f"{options.shots}|{options.ibm_backend}|{self.seed}|{options.optimization_level}|{self.suppression}"
         digest.update((settings + (f"|{self.request_tag}" if self.request_tag else "")).encode())
         return digest.hexdigest()
 
@@ -238,19 +239,20 @@ class IBMRuntimeBackend(Backend):
                 return self._bits_to_probabilities(self.service().job(recorded).result())
             except Exception:  # the recorded job is gone or failed: run it again
                 pass
-        for attempt in range(self.max_retries + 1):
+        shots, retries = self.options.shots, self.options.max_retries
+        for attempt in range(retries + 1):
             try:
-                job = self._sampler().run([(isa, values)], shots=self.shots)
+                job = self._sampler().run([(isa, values)], shots=shots)
                 if self.ledger is not None:
-                    self.ledger.record(key, job.job_id(), {"circuits": len(values), "shots": self.shots})
+                    self.ledger.record(key, job.job_id(), {"circuits": len(values), "shots": shots})
                 return self._bits_to_probabilities(job.result())
             except Exception as exc:
-                if _permanent(exc) or attempt == self.max_retries:
+                if _permanent(exc) or attempt == retries:
                     raise BackendError(
                         f"ibm_runtime job failed after {attempt + 1} attempt(s): {type(exc).__name__}: "
                         f"{str(exc).splitlines()[0] if str(exc) else ''}"
                     ) from None
-                time.sleep(self.retry_backoff * 2**attempt)
+                time.sleep(self.options.retry_backoff * 2**attempt)
         raise AssertionError("unreachable")
 
     @staticmethod

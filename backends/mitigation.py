@@ -67,6 +67,14 @@ def calibration_shots(method: str, num_qubits: int, shots: int) -> int:
     return -(-2 * shots // length) * length
 
 
+def calibration_cost(mitigation: str, device_name: str, num_qubits: int, shots: int) -> int:
+    """Shots a run with ``mitigation`` spends calibrating ``num_qubits`` measured qubits of ``device_name``
+    (0 without M3): what a mitigation-capable backend answers for `Backend.calibration_shots`."""
+    if mitigation != "mthree":
+        return 0
+    return calibration_shots(calibration_method(device_name), num_qubits, shots)
+
+
 class ReadoutMitigator:
     """M3 calibrated once for the measured qubits of one ISA circuit; `correct` maps frequencies.
 

@@ -73,7 +73,7 @@ class BackendOptions:
     """Options of a backend with none; subclasses add fields made with `option`.
 
     Construction validates: every field against its metadata, then `check` for constraints between
-    fields. The backend's constructor takes each field as a keyword of the same name.
+    fields. The backend's constructor takes the object itself, so each default is written once, here.
     """
 
     def __post_init__(self) -> None:
@@ -83,10 +83,6 @@ class BackendOptions:
 
     def check(self) -> None:
         """Constraints between fields (override); raise ValueError naming the key."""
-
-    def kwargs(self) -> dict[str, Any]:
-        """The options as the constructor's keyword arguments."""
-        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
 
 
 @dataclass(frozen=True)

@@ -2,6 +2,10 @@
 
 Read this first to see the whole backend contract. It is slow (it rebinds and simulates every row
 separately) and exists as the independent reference the fast executors are tested against.
+
+A backend with options declares them as an ``Options`` dataclass (`options.option` fields, each default
+written there once) and takes that object as its constructor's ``options``; this one has none, so it
+keeps `Backend`'s constructor, and its run costs no shots (`Backend.shots_per_circuit` answers 0).
 """
 
 from __future__ import annotations

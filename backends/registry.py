@@ -23,27 +23,39 @@ B = TypeVar("B", bound=type[Backend])
 
 
 def _check_constructor(cls: type[Backend]) -> None:
-    """The constructor takes every option and context value by its name, and needs nothing else.
+    """The constructor takes the ``Options`` object as ``options`` and each context value by its name,
+    needs nothing else, and takes no option as a keyword of its own.
 
-    Checked once, at registration, so that a renamed parameter or option fails loudly instead of
-    being dropped on the way from the configuration to the backend.
+    Checked once, at registration, so that a renamed parameter fails loudly instead of a run value
+    being dropped on the way from the configuration to the backend, and an option's default is
+    written once (in its ``Options`` field), never again as a constructor keyword.
     """
     where = f"backend {cls.name!r}"
     if not (isinstance(cls.Options, type) and issubclass(cls.Options, BackendOptions)):
         raise ValueError(f"{where}: Options must be a BackendOptions dataclass, got {cls.Options!r}")
-    options = {f.name: f for f in dataclasses.fields(cls.Options)}
+    options = [f.name for f in dataclasses.fields(cls.Options)]
     clash = sorted(set(options) & set(CONTEXT)) or sorted(set(cls.context) - set(CONTEXT))
     if clash:
         raise ValueError(f"{where}: {clash[0]!r} is not an option name (run values: {', '.join(CONTEXT)})")
     parameters = inspect.signature(cls).parameters
+    first = next(iter(parameters.values()), None)
+    if first is None or first.name != "options" or first.kind is not inspect.Parameter.POSITIONAL_OR_KEYWORD:
+        raise ValueError(f"{where}: the constructor's first parameter must be options ({cls.Options.__name__})")
+    repeated = [key for key in options if key in parameters]
+    if repeated:
+        raise ValueError(
+            f"{where}: the constructor takes {repeated[0]!r}, which {cls.Options.__name__} declares: "
+            "read it from self.options (one default, in the Options field)"
+        )
+    takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values())
+    for key in cls.context:
+        if key not in parameters and not takes_any:
+            raise ValueError(f"{where}: the constructor takes no {key!r}, which its context declares")
     variadic = (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
-    given = [*options, *cls.context]
-    for key in given:
-        if key not in parameters and not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
-            raise ValueError(f"{where}: the constructor takes no {key!r}, which {cls.Options.__name__} declares")
     for key, parameter in parameters.items():
-        if parameter.default is inspect.Parameter.empty and key not in given and parameter.kind not in variadic:
-            raise ValueError(f"{where}: the constructor needs {key!r}, which neither its options nor context give")
+        if parameter.default is inspect.Parameter.empty and key not in ("options", *cls.context):
+            if parameter.kind not in variadic:
+                raise ValueError(f"{where}: the constructor needs {key!r}, which neither its options nor context give")
 
 
 def register(cls: B) -> B:
@@ -92,9 +104,13 @@ def backend_class(name: str) -> type[Backend]:
     return _BACKENDS[name]
 
 
-def get_backend(name: str, **options: object) -> Backend:
-    """Instantiate the backend registered under ``name`` with its keyword options."""
-    return backend_class(name)(**options)
+def get_backend(name: str, **values: object) -> Backend:
+    """The backend registered under ``name``, for scripts and tests: the keys of its ``Options`` make
+    (and validate) the options object, the rest (``seed``, ``device``, ...) go to the constructor."""
+    cls = backend_class(name)
+    keys = {f.name for f in dataclasses.fields(cls.Options)}
+    options = cls.Options(**{key: value for key, value in values.items() if key in keys})
+    return cls(options, **{key: value for key, value in values.items() if key not in keys})
 
 
 def options_for(name: str, settings: object) -> BackendOptions:

@@ -319,22 +319,12 @@ class TorchDensityBackend(Backend):
     max_qubits_reason = "holds a density matrix"
 
     def __init__(
-        self,
-        noise: str = "depolarizing",
-        seed: int | None = None,
-        depolarizing_1q: float = 1e-3,
-        depolarizing_2q: float = 1e-2,
-        readout_error: float = 0.0,
-        aer_device: str = "CPU",
-        optimization_level: int = 2,
-        device: str | torch.device = "cpu",
+        self, options: NoiseOptions | None = None, *, seed: int | None = None, device: str | torch.device = "cpu"
     ) -> None:
+        super().__init__(options)
         self.device = torch.device(device)
         self.dtype = torch.float32 if self.device.type == "mps" else torch.float64
-        self.noise = noise
-        self.reference = AerDensityBackend(
-            noise, seed, depolarizing_1q, depolarizing_2q, readout_error, aer_device, optimization_level
-        )
+        self.reference = AerDensityBackend(self.options, seed=seed)
         self._programs: dict[int, tuple[QuantumCircuit, NoisyProgram]] = {}
 
     def prepare(self, circuit: QuantumCircuit) -> NoisyProgram:

@@ -576,9 +576,10 @@ class TorchStatevectorBackend(Backend):
     Options = TorchStatevectorOptions
     context = ("device",)
 
-    def __init__(self, device: str | torch.device = "cpu", precision: str | torch.dtype = torch.float64) -> None:
+    def __init__(self, options: TorchStatevectorOptions | None = None, *, device: str | torch.device = "cpu") -> None:
+        super().__init__(options)
         self.device = torch.device(device)
-        self.dtype = getattr(torch, precision) if isinstance(precision, str) else precision
+        self.dtype = getattr(torch, self.options.precision)
         self._programs: dict[int, tuple[QuantumCircuit, _Program]] = {}
 
     def program(self, circuit: QuantumCircuit) -> _Program:

@@ -43,15 +43,16 @@ def estimate(
 ) -> ShotBudget | None:
     """The remaining run's circuits and shots; None on exact backends (no shots).
 
-    With ``--mitigation mthree`` the ``measured_qubits`` are calibrated once by this process, by
-    the method M3 will choose for the device.
+    The gradient gives the circuits; the backend, asked with its options, gives the shots each
+    circuit draws and what calibrating the ``measured_qubits`` costs (M3, once per process).
     """
     from . import backends
-    from .backends.mitigation import calibration_method, calibration_shots
     from .build import build_gradient
 
-    if backends.backend_class(config.execution.backend).exact:
+    backend = backends.backend_class(config.execution.backend)
+    if backend.exact:
         return None
+    options = backends.options_for(backend.name, config.execution)
     # A frozen circuit (no trainable angles, e.g. fine-tuning only the mapping) runs its forward alone.
     gradient_circuits = build_gradient(config).circuits_per_step(num_angles) if num_angles else 0
     total_steps = config.train.epochs * steps_per_epoch
@@ -59,12 +60,10 @@ def estimate(
         total_steps = min(total_steps, config.train.max_steps)
     steps = max(total_steps - done_steps, 0)
     epochs_left = -(-steps // steps_per_epoch)
-    calibration = 0
-    if getattr(config.execution, "mitigation", "none") == "mthree":
-        device = getattr(config.execution, "ibm_backend", None) or getattr(config.execution, "noise", None) or ""
-        calibration = calibration_shots(calibration_method(device), measured_qubits, config.execution.shots)
+    calibration = backend.calibration_shots(options, measured_qubits)
     jobs_per_step = 1 + (gradient_circuits > 0)
-    return ShotBudget(1 + gradient_circuits, config.execution.shots, steps, epochs_left + 1, calibration, jobs_per_step)
+    shots = backend.shots_per_circuit(options)
+    return ShotBudget(1 + gradient_circuits, shots, steps, epochs_left + 1, calibration, jobs_per_step)
 
 
 def check(budget: ShotBudget | None, config: Config) -> None:

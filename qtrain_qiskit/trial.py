@@ -168,7 +168,7 @@ def connect(settings: TrialSettings, ledger: JobLedgerFile) -> Any:
     """The runtime backend of the trial, its account and device checked (one line each on failure)."""
     from .backends import BackendError
     from .backends.devices import check_device_name
-    from .backends.ibm_runtime import IBMRuntimeBackend
+    from .backends.ibm_runtime import IBMRuntimeBackend, IBMRuntimeOptions
 
     if settings.mode not in ALLOWED_MODES:
         raise TrialError(
@@ -178,9 +178,8 @@ def connect(settings: TrialSettings, ledger: JobLedgerFile) -> Any:
     unknown = check_device_name(settings.device)
     if unknown:
         raise TrialError(unknown)
-    backend = IBMRuntimeBackend(
-        ibm_backend=settings.device, shots=settings.shots, seed=settings.seed, ibm_mode=settings.mode, job_ledger=ledger
-    )
+    options = IBMRuntimeOptions(ibm_backend=settings.device, shots=settings.shots, ibm_mode=settings.mode)
+    backend = IBMRuntimeBackend(options, seed=settings.seed, job_ledger=ledger)
     try:
         device = backend.device()
     except BackendError as exc:  # no account: the backend's own one-line advice
@@ -310,7 +309,7 @@ def run_trial(settings: TrialSettings, echo: Any = print) -> dict[str, Any]:
         "planned_qpu_seconds": total,
         "shots_in_all": sum(job.circuits * job.shots for job in jobs),
         "measured_qubits": sorted(mitigator.qubits.values()),  # physical qubits of the device
-        **analyse(settings, model, config, measured, backend.optimization_level, clock),
+        **analyse(settings, model, config, measured, backend.options.optimization_level, clock),
         "seconds": clock.laps,
     }
     (out / TRIAL_FILE).write_text(json.dumps(result, indent=2) + "\n")
@@ -337,11 +336,13 @@ def analyse(
     settings: TrialSettings, model: Any, config: Any, measured: dict, optimization_level: int, clock: _Clock
 ) -> dict[str, Any]:
     """Exact, snapshot and device accuracies, distances, and the fine-tune: no QPU time."""
+    from .backends.aer import NoiseOptions
     from .backends.torch_density import TorchDensityBackend
 
     circuit, angles = model.quantum.circuit, model.quantum.weight.detach().double().numpy()
     snapshot = snapshot_name(settings.device)
-    density = TorchDensityBackend(noise=snapshot, seed=settings.seed, optimization_level=optimization_level)
+    options = NoiseOptions(noise=snapshot, optimization_level=optimization_level)
+    density = TorchDensityBackend(options, seed=settings.seed)
     predicted = density.probabilities(circuit, angles[None])[0]
     with torch.no_grad():
         exact_probs = model.quantum().double().numpy()

@@ -1,5 +1,7 @@
 """Backends own their options: declared once, validated in one line, turned into flags, passed explicitly."""
 
+import dataclasses
+import inspect
 from dataclasses import dataclass
 
 import pytest
@@ -25,8 +27,9 @@ class ToyBackend(Backend):
     Options = ToyOptions
     context = ("seed",)
 
-    def __init__(self, gain: float = 1.0, seed: int | None = None) -> None:
-        self.gain, self.seed = gain, seed
+    def __init__(self, options: ToyOptions | None = None, *, seed: int | None = None) -> None:
+        super().__init__(options)
+        self.seed = seed
 
     def _probabilities(self, circuit, values):
         raise NotImplementedError
@@ -68,7 +71,6 @@ def test_options_refuse_bad_values_in_one_line_naming_the_key(make, message):
 def test_options_are_frozen_and_valid_by_default():
     for cls in backends.registered().values():
         options = cls.Options()
-        assert options.kwargs().keys() <= set(cls.Options.__dataclass_fields__)
         with pytest.raises(AttributeError):
             options.shots = 3  # frozen: a run's settings do not change under it
 
@@ -78,9 +80,9 @@ def test_a_registered_backend_brings_its_flag_and_it_reaches_the_constructor(toy
     assert "--gain GAIN" in help_text and "a test backend's own option" in help_text
     config = parse("--backend", "toy_gain", "--gain", "2.5", "--seed", "7")
     backend = build_backend(config, device=None)
-    assert isinstance(backend, ToyBackend) and (backend.gain, backend.seed) == (2.5, 7)
+    assert isinstance(backend, ToyBackend) and (backend.options.gain, backend.seed) == (2.5, 7)
     from_yaml = apply(Config(), {"execution": {"backend": "toy_gain", "gain": 4}}, "test.yaml")
-    assert build_backend(validate(from_yaml), device=None).gain == 4.0
+    assert build_backend(validate(from_yaml), device=None).options.gain == 4.0
     with pytest.raises(ConfigError, match=r"^gain must be >= 0, got -1\.0$"):
         parse("--backend", "toy_gain", "--gain", "-1")
 
@@ -97,19 +99,27 @@ def test_the_flag_leaves_with_the_backend(toy):
 
 
 def test_a_constructor_that_disagrees_with_its_options_is_refused_at_registration():
-    class Renamed(ToyBackend):  # the parameter was renamed, the option was not: gain would be dropped
-        name = "toy_renamed"
+    class Repeated(ToyBackend):  # the default of gain written a second time, as a keyword
+        name = "toy_repeated"
 
-        def __init__(self, gains: float = 1.0, seed: int | None = None) -> None:
-            self.gain = gains
+        def __init__(self, options: ToyOptions | None = None, *, gain: float = 1.0, seed: int | None = None) -> None:
+            super().__init__(options)
 
-    with pytest.raises(ValueError, match="backend 'toy_renamed': the constructor takes no 'gain', which ToyOptions"):
-        register(Renamed)
+    with pytest.raises(ValueError, match="backend 'toy_repeated': the constructor takes 'gain', which ToyOptions"):
+        register(Repeated)
+
+    class Keywords(ToyBackend):  # the former shape: one keyword per option
+        name = "toy_keywords"
+
+        def __init__(self, gain: float = 1.0, seed: int | None = None) -> None: ...
+
+    with pytest.raises(ValueError, match="first parameter must be options \\(ToyOptions\\)"):
+        register(Keywords)
 
     class Needy(ToyBackend):
         name = "toy_needy"
 
-        def __init__(self, gain: float, scale: float, seed: int | None = None) -> None: ...
+        def __init__(self, options: ToyOptions, scale: float, seed: int | None = None) -> None: ...
 
     with pytest.raises(ValueError, match="the constructor needs 'scale', which neither its options nor context"):
         register(Needy)
@@ -117,11 +127,23 @@ def test_a_constructor_that_disagrees_with_its_options_is_refused_at_registratio
     class NoSeed(ToyBackend):
         name = "toy_no_seed"
 
-        def __init__(self, gain: float = 1.0) -> None: ...
+        def __init__(self, options: ToyOptions | None = None) -> None: ...
 
     with pytest.raises(ValueError, match="the constructor takes no 'seed'"):
         register(NoSeed)
-    assert not {"toy_renamed", "toy_needy", "toy_no_seed"} & set(backends.available())
+    assert not {"toy_repeated", "toy_keywords", "toy_needy", "toy_no_seed"} & set(backends.available())
+
+
+def test_every_default_is_written_once_in_the_options():
+    """No registered constructor repeats an option as a keyword, and each backend built without
+    options holds its Options' defaults (so there is no second default to drift)."""
+    for name, cls in backends.registered().items():
+        keys = {f.name for f in dataclasses.fields(cls.Options)}
+        assert not keys & set(inspect.signature(cls).parameters), name
+    assert backends.get_backend("torch_statevector").options == TorchStatevectorOptions()
+    assert backends.get_backend("aer_noisy", shots=9).options == AerNoisyOptions(shots=9)
+    with pytest.raises(TypeError, match="backend 'aer_shots' takes AerShotsOptions, got NoiseOptions"):
+        backends.backend_class("aer_shots")(NoiseOptions())
 
 
 def test_option_names_must_not_collide(toy):
@@ -134,7 +156,7 @@ def test_option_names_must_not_collide(toy):
         Options = SeedOptions
         context = ()
 
-        def __init__(self, seed: int = 0) -> None: ...
+        def __init__(self, options: SeedOptions | None = None) -> None: ...
 
     with pytest.raises(ValueError, match="'seed' is not an option name"):
         register(Seeded)
@@ -165,7 +187,7 @@ def test_option_shadowing_another_section_is_refused(toy):
         Options = EpochOptions
         context = ()
 
-        def __init__(self, epochs: int = 1) -> None: ...
+        def __init__(self, options: EpochOptions | None = None) -> None: ...
 
     register(Shadow)
     try:
@@ -182,7 +204,7 @@ def test_build_backend_passes_the_options_of_every_backend(name, shots):
     config = validate(apply(Config(), {"backend": name, "shots": shots, "seed": 5}, "test"))
     backend = build_backend(config, device=None)
     assert type(backend) is backends.backend_class(name)
-    assert getattr(backend, "shots", None) == (shots if name != "aer_statevector" else None)  # unused: ignored
+    assert getattr(backend.options, "shots", None) == (shots if name != "aer_statevector" else None)  # unused
 
 
 # The gradient each backend uses under --grad auto; every registered backend must be listed here.

@@ -46,9 +46,13 @@ def reference(circuit: QuantumCircuit, values: np.ndarray) -> np.ndarray:
     return np.stack([Statevector(circuit.assign_parameters(row)).probabilities() for row in values])
 
 
+# Options beside the defaults: the torch engine trains in float32, and is checked here at float64.
+PRECISE = {"torch_statevector": {"precision": "float64"}}
+
+
 @pytest.fixture(params=EXACT)
 def backend(request) -> Backend:
-    return backends.get_backend(request.param)
+    return backends.get_backend(request.param, **PRECISE.get(request.param, {}))
 
 
 @pytest.mark.parametrize(("num_qubits", "depth", "seed"), [(1, 3, 0), (2, 3, 1), (3, 4, 2), (5, 3, 3), (6, 2, 4)])

@@ -1,6 +1,8 @@
 """Shot budgets printed before a sampled run: circuits per step by gradient and quantum stage."""
 
 import pytest
+from qtrain_qiskit.backends import Backend, register, registry
+from qtrain_qiskit.backends.options import ShotsOptions
 
 from qtrain_qiskit.budget import estimate
 from qtrain_qiskit.config import Config, apply, validate
@@ -45,3 +47,34 @@ def test_mthree_calibration_is_part_of_the_cost(device, calibration):
     assert budget.calibration_shots == calibration
     assert budget.total_shots == (10 * 3 + 2) * 8192 + calibration
     assert f"+ {calibration:,} M3 calibration shots" in budget.describe()
+
+
+class CalibratedBackend(Backend):
+    """A plugin whose cost is its own: two readouts per circuit, and a calibration per measured qubit."""
+
+    name = "toy_calibrated"
+    exact = False
+    Options = ShotsOptions
+
+    @classmethod
+    def shots_per_circuit(cls, options: ShotsOptions) -> int:
+        return 2 * options.shots
+
+    @classmethod
+    def calibration_shots(cls, options: ShotsOptions, measured_qubits: int) -> int:
+        return 1000 * measured_qubits
+
+    def _probabilities(self, circuit, values):
+        raise NotImplementedError
+
+
+def test_the_cost_is_asked_of_the_backend():
+    """budget.estimate reads no backend key itself: a plugin's own answers are what it sums."""
+    register(CalibratedBackend)
+    try:
+        values = {**SAMPLED, "backend": CalibratedBackend.name, "max_steps": 10, "grad": "spsa"}
+        budget = estimate(validate(apply(Config(), values, "test")), 750, 56, measured_qubits=3)
+    finally:
+        registry._BACKENDS.pop(CalibratedBackend.name)
+    assert (budget.shots_per_circuit, budget.calibration_shots) == (2 * 8192, 3000)
+    assert budget.total_shots == (10 * 3 + 2) * 2 * 8192 + 3000

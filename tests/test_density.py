@@ -85,7 +85,7 @@ def test_auto_sampling_falls_back_to_trajectories_above_the_density_limit():
     assert auto._prepared[id(circuit)].density is None
     with pytest.raises(backends.BackendError, match="aer_noisy: the exact noisy distribution needs a 11-qubit"):
         backends.get_backend("aer_noisy", shots=64, noisy_sampling="density").prepare(circuit)
-    with pytest.raises(ValueError, match="noisy_sampling must be one of auto, trajectories, density"):
+    with pytest.raises(ValueError, match="noisy_sampling: 'exact' is not one of auto, trajectories, density"):
         backends.get_backend("aer_noisy", noisy_sampling="exact")
 
 

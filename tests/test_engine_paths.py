@@ -60,7 +60,7 @@ def ry_circuits() -> dict[str, QuantumCircuit]:
 @pytest.mark.parametrize("name", list(ry_circuits()))
 def test_reverse_sweep_matches_finite_differences(name):
     circuit = ry_circuits()[name]
-    engine = backends.get_backend("torch_statevector")
+    engine = backends.get_backend("torch_statevector", precision="float64")
     assert engine.program(circuit).adjoint is not None  # the sweep, not the autograd fallback, is under test
     rng = np.random.default_rng(len(name))
     values = rng.uniform(-np.pi, np.pi, (3, circuit.num_parameters))  # one factor per row
@@ -77,7 +77,7 @@ def test_an_angle_under_a_later_gate_takes_autograd_and_stays_exact():
     circuit.h(0)  # dK/dtheta is no longer (-iY/2) K: the sweep does not apply
     circuit.cx(0, 1)
     circuit.rx(t[1], 1)
-    engine = backends.get_backend("torch_statevector")
+    engine = backends.get_backend("torch_statevector", precision="float64")
     assert engine.program(circuit).adjoint is None
     values, grad = np.array([[0.3, -1.1]]), np.random.default_rng(0).normal(size=(1, 4))
     np.testing.assert_allclose(engine.vjp(circuit, values, grad), finite_difference_vjp(circuit, values, grad),

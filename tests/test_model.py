@@ -73,7 +73,9 @@ def test_loss_gradient_reaches_angles_and_mapping():
     target = MNISTCNN()
     circuit = build_ansatz(13, 2)
     angles = torch.rand(circuit.num_parameters)
-    quantum = build_quantum_layer(circuit, backends.get_backend("torch_statevector"), "adjoint", angles)
+    quantum = build_quantum_layer(
+        circuit, backends.get_backend("torch_statevector", precision="float64"), "adjoint", angles
+    )
     model = QuantumTrain(target, quantum, MappingModel(13, 6676))
     loss = nn.functional.cross_entropy(model(torch.randn(8, 1, 28, 28)), torch.randint(0, 10, (8,)))
     loss.backward()
@@ -141,7 +143,10 @@ def test_cifar_target_runs_through_quantum_train():
     m = count_parameters(target)
     circuit = build_ansatz(qubits_for(m), 1)
     quantum = build_quantum_layer(
-        circuit, backends.get_backend("torch_statevector"), "adjoint", torch.zeros(circuit.num_parameters)
+        circuit,
+        backends.get_backend("torch_statevector", precision="float64"),
+        "adjoint",
+        torch.zeros(circuit.num_parameters),
     )
     model = QuantumTrain(target, quantum, MappingModel(qubits_for(m), m))
     assert qubits_for(m) == 14

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 from qiskit.quantum_info import Statevector
-from qtrain_qiskit.backends.aer import AerShotsBackend
+from qtrain_qiskit.backends.aer import AerShotsBackend, AerShotsOptions
 
 from qtrain_qiskit.ansatz import build_ansatz
 from qtrain_qiskit.config import ConfigError
@@ -65,7 +65,7 @@ def test_tvd_falls_as_one_over_sqrt_shots():
     shot_counts = [256, 1024, 4096, 16384]
     mean_tvd = []
     for shots in shot_counts:
-        backend = AerShotsBackend(shots=shots, seed=shots)
+        backend = AerShotsBackend(AerShotsOptions(shots=shots), seed=shots)
         estimates = backend.probabilities(circuit, np.tile(values, (40, 1)))
         mean_tvd.append(0.5 * np.abs(estimates - exact).sum(axis=1).mean())
     slope = np.polyfit(np.log(shot_counts), np.log(mean_tvd), 1)[0]

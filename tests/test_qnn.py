@@ -36,12 +36,14 @@ def central_differences(circuit, values, grad, eps=1e-5):
     return (plus - minus) @ grad / (2 * eps)
 
 
-@pytest.mark.parametrize("backend_name", ["aer_statevector", "torch_statevector"])
-def test_adjoint_param_shift_and_finite_differences_agree(backend_name):
+@pytest.mark.parametrize(
+    ("backend_name", "options"), [("aer_statevector", {}), ("torch_statevector", {"precision": "float64"})]
+)
+def test_adjoint_param_shift_and_finite_differences_agree(backend_name, options):
     circuit = build_ansatz(5, 3, "circular")
     rng = np.random.default_rng(0)
     values, grad = rng.uniform(-np.pi, np.pi, circuit.num_parameters), rng.normal(size=32)
-    backend = backends.get_backend(backend_name)
+    backend = backends.get_backend(backend_name, **options)
     adjoint = get_gradient("adjoint").vjp(circuit, backend, values, grad)
     shift = get_gradient("param_shift").vjp(circuit, backend, values, grad)
     numeric = central_differences(circuit, values, grad)
@@ -85,7 +87,9 @@ def test_torch_layer_and_connector_give_the_same_probabilities_and_gradient():
     circuit = build_ansatz(4, 2)
     weights = torch.tensor(np.random.default_rng(2).uniform(-1, 1, circuit.num_parameters), dtype=torch.float32)
     grad = torch.randn(16)
-    torch_layer = build_quantum_layer(circuit, backends.get_backend("torch_statevector"), "adjoint", weights)
+    torch_layer = build_quantum_layer(
+        circuit, backends.get_backend("torch_statevector", precision="float64"), "adjoint", weights
+    )
     aer_layer = build_quantum_layer(circuit, backends.get_backend("aer_statevector"), "adjoint", weights)
     assert isinstance(torch_layer, TorchQuantumLayer) and isinstance(aer_layer, VJPTorchConnector)
     assert torch_layer.state_dict().keys() == aer_layer.state_dict().keys()  # checkpoints move between them

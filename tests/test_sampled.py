@@ -74,7 +74,7 @@ def test_sampled_gradients_are_unbiased(method):
         backend, repeats = backends.get_backend("aer_shots", shots=2000, seed=7), 40
         gradient = get_gradient("param_shift")
     else:  # SPSA is unbiased up to O(c^2): check it on exact probabilities with a small c
-        backend, repeats = backends.get_backend("torch_statevector"), 3000
+        backend, repeats = backends.get_backend("torch_statevector", precision="float64"), 3000
         gradient = get_gradient("spsa", perturbation=0.01, decay=0.0, seed=11)
     estimates = np.array([gradient.vjp(circuit, backend, values, grad) for _ in range(repeats)])
     mean, sem = estimates.mean(axis=0), estimates.std(axis=0, ddof=1) / np.sqrt(repeats)
@@ -96,7 +96,7 @@ def test_spsa_perturbation_decays_with_the_step():
 
     circuit = build_ansatz(2, 1)
     values = np.full(circuit.num_parameters, 0.3)
-    recording = Recording(backends.get_backend("torch_statevector"))
+    recording = Recording(backends.get_backend("torch_statevector", precision="float64"))
     gradient = get_gradient("spsa", perturbation=0.2, decay=0.602, seed=0)
     for _ in range(4):
         gradient.vjp(circuit, recording, values, np.ones(4))

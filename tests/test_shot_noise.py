@@ -9,7 +9,7 @@ import math
 
 import pytest
 import torch
-from qtrain_qiskit.backends.torch_statevector import TorchStatevectorBackend
+from qtrain_qiskit.backends.torch_statevector import TorchStatevectorBackend, TorchStatevectorOptions
 from torch import nn
 
 from qtrain_qiskit.ansatz import build_ansatz
@@ -27,7 +27,8 @@ def tiny_model(shots: int) -> tuple[QuantumTrain, torch.Tensor, torch.Tensor]:
     """1 qubit x 2 blocks -> 2 outcomes -> mapping with k = 2 -> the 4 weights of Linear(1, 2); float64."""
     torch.manual_seed(3)
     circuit = build_ansatz(1, 2)
-    quantum = TorchQuantumLayer(circuit, TorchStatevectorBackend(precision="float64"), torch.tensor([0.9, 0.4]))
+    engine = TorchStatevectorBackend(TorchStatevectorOptions(precision="float64"))
+    quantum = TorchQuantumLayer(circuit, engine, torch.tensor([0.9, 0.4]))
     mapping = MappingModel(1, 4, weights_per_state=2, hidden=[4], activation="tanh")
     model = QuantumTrain(nn.Linear(1, 2), quantum, mapping, center="none", train_shots=shots).double()
     x = torch.linspace(-2, 2, 8, dtype=torch.float64)[:, None]

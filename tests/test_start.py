@@ -80,7 +80,7 @@ def test_two_qubit_one_tensor_model_learns_in_a_few_steps():
     target = nn.Linear(2, 2, bias=False)
     circuit = build_ansatz(2, 2)
     angles = torch.empty(circuit.num_parameters).uniform_(-3.14, 3.14)
-    quantum = build_quantum_layer(circuit, get_backend("torch_statevector"), "adjoint", angles)
+    quantum = build_quantum_layer(circuit, get_backend("torch_statevector", precision="float64"), "adjoint", angles)
     model = QuantumTrain(target, quantum, MappingModel(2, 4, hidden=(8,)))
     x = torch.cat([torch.randn(64, 2) + 2, torch.randn(64, 2) - 2])
     y = torch.cat([torch.zeros(64), torch.ones(64)]).long()
