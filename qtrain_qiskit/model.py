@@ -66,17 +66,34 @@ class TensorScale(nn.Module):
             self.register_buffer("gain", torch.full_like(spread, math.nan))  # NaN until the first forward
 
     def forward(self, theta: torch.Tensor) -> torch.Tensor:
-        mean_squares = per_tensor_mean(theta**2, self.tensor_index, self.tensor_sizes)
-        rms = mean_squares.clamp_min(1e-24).sqrt()
         if self.learned:
-            return theta * (self.weight.to(theta.dtype) / rms)[self.tensor_index]
+            return theta * (self.weight.to(theta.dtype) / self.rms(theta))[self.tensor_index]
+        return theta * self.weight_gains(theta)
+
+    def rms(self, theta: torch.Tensor) -> torch.Tensor:
+        """Root mean square of each target tensor's slice of ``theta``."""
+        return per_tensor_mean(theta**2, self.tensor_index, self.tensor_sizes).clamp_min(1e-24).sqrt()
+
+    def weight_gains(self, theta: torch.Tensor) -> torch.Tensor:
+        """The fixed gains spread over the M weights (M,), set from ``theta`` on the first forward.
+
+        The gains change only when set or loaded, both in place, which bumps the tensor's version: the
+        check for unset gains and the gather over M run then, not on every step (same values).
+        """
+        key = (self.gain._version, self.gain.data_ptr(), theta.dtype, self.tensor_index.device)
+        if getattr(self, "_gains_key", None) == key:
+            return self._gains
         if self.gain.isnan().any():
             # A tensor the mapping starts (nearly) constant on, e.g. a 4-element bias under a product
             # state, would get an unbounded gain (2e11 measured, and the run diverged): its spread is
             # floored at 1e-3 of the spread over all weights, far below any tensor of the reference CNN.
             overall = theta.pow(2).mean().sqrt()
-            self.gain.copy_(self.spread / torch.maximum(rms, 1e-3 * overall).detach())
-        return theta * self.gain.to(theta.dtype)[self.tensor_index]
+            self.gain.copy_(self.spread / torch.maximum(self.rms(theta), 1e-3 * overall).detach())
+        gains = self.gain.to(theta.dtype)[self.tensor_index]
+        if not torch.is_inference_mode_enabled():  # an inference tensor could not be saved for a later backward
+            self._gains = gains
+            self._gains_key = (self.gain._version, self.gain.data_ptr(), theta.dtype, self.tensor_index.device)
+        return gains
 
 
 class QuantumTrain(nn.Module):
