@@ -1,9 +1,10 @@
 """`--help` that fits a screen: a short usage line, options grouped by configuration section (with
-one subgroup per backend), one line per option.
+one subgroup per backend), one line per option, no line wider than `WIDTH`.
 
-argparse's default prints every flag in the usage line and wraps each help text over several
-lines; with some 60 configuration keys that was 220 lines nobody reads. Here the usage line names
-only what is required, and each option is one unwrapped line: flag, value name, help, [default].
+argparse's default prints every flag in the usage line and wraps each help text at the terminal's
+width in a narrow column; with some 60 configuration keys that was 220 lines nobody reads. Here the
+usage line names only what is required, and each option is one line (flag, value name, help,
+[default]) unless its help is longer than the line: then it goes on under the help column.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from collections.abc import Iterable, Mapping, Sequence
 
 from . import backends
 
+WIDTH = 120  # columns of every --help line (a help text longer than its line goes on under the help column)
 SECTION_TITLES = {  # configuration section -> help group, in the order --help shows them
     "model": "model",
     "circuit": "circuit",
@@ -25,11 +27,11 @@ SECTION_TITLES = {  # configuration section -> help group, in the order --help s
 
 
 class OneLineHelp(argparse.HelpFormatter):
-    """Each option on one line (no wrapping), help aligned after the longest flag; a usage line of
-    the required arguments only."""
+    """Each option on one line of at most `WIDTH` columns (a longer help text continues under the help
+    column), help aligned after the longest flag; a usage line of the required arguments only."""
 
     def __init__(self, prog: str) -> None:
-        super().__init__(prog, max_help_position=1_000, width=1_000_000)
+        super().__init__(prog, max_help_position=1_000, width=WIDTH)
 
     def _format_usage(self, usage, actions, groups, prefix) -> str:  # type: ignore[no-untyped-def]
         if usage is None and prefix is None:  # prefix '' is argparse naming a subcommand's prog

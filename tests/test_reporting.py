@@ -1,8 +1,9 @@
 """The reporting package and --help: the tables under docs/results/ regenerate from the files kept
 there, the README's row picks the best control by hand-checkable rules, and --help is one line per
-option, grouped by section."""
+option, grouped by section, no line wider than helptext.WIDTH."""
 
 import csv
+import importlib
 import re
 
 import pytest
@@ -10,6 +11,7 @@ import pytest
 from qtrain_qiskit.cli import run_main
 from qtrain_qiskit.commands import table
 from qtrain_qiskit.config import TOP_LEVEL, _fields, build_parser
+from qtrain_qiskit.helptext import WIDTH
 from qtrain_qiskit.reporting.comparison import comparison_table
 from qtrain_qiskit.reporting.results import table as results_table
 from qtrain_qiskit.reporting.runs import RunResult, group_runs, runs_from_csv
@@ -80,7 +82,7 @@ def test_shipped_row_takes_the_best_control_and_leaves_the_full_cnn_out(tmp_path
     assert row == "| `toy` | 40 | 91.00 ± 1.41% | frozen: 89.50 ± 0.71% | +1.50 [+1.00, +2.00] | none |"
 
 
-def test_help_groups_every_flag_by_section_one_line_each():
+def test_help_groups_every_flag_by_section_one_line_each():  # a help longer than WIDTH goes on below
     text = build_parser("test").format_help()
     lines = text.splitlines()
     assert lines[0] == f"usage: {build_parser('test').prog} [--config FILE] [options]"
@@ -93,3 +95,23 @@ def test_help_groups_every_flag_by_section_one_line_each():
         found = [line for line in lines if line.lstrip().startswith(flag)]
         help_text = TOP_LEVEL.get(key) or field.metadata["help"]
         assert len(found) == 1 and help_text[:30] in found[0], key
+
+
+# pyproject's [project.scripts]: name = "module:function" (tomllib is 3.11+, the package supports 3.10)
+SCRIPTS = (REPO / "pyproject.toml").read_text().split("[project.scripts]")[1].split("\n[")[0]
+COMMANDS = dict(re.findall(r'^([\w-]+) = "([\w.]+):\w+"', SCRIPTS, re.MULTILINE))
+
+
+@pytest.mark.parametrize("command", sorted(COMMANDS))
+def test_every_commands_help_fits_the_width_in_groups(command, capsys):
+    """Each console script's --help (in-process: its main, as the entry point calls it): no line wider
+    than WIDTH, and more than a dozen flags come in named groups, not one flat list."""
+    module = importlib.import_module(COMMANDS[command])
+    with pytest.raises(SystemExit) as done:
+        module.main(["--help"])
+    assert done.value.code == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert max(map(len, lines)) <= WIDTH, [line for line in lines if len(line) > WIDTH]
+    titles = [line for line in lines if re.fullmatch(r"[a-z][a-z_: ,()\-]*:", line)]
+    flags = [line for line in lines if line.startswith("  --")]
+    assert len(flags) <= 12 or len(titles) >= 3, f"{command}: {len(flags)} flags in {titles}"

@@ -21,10 +21,20 @@ from tqdm.auto import tqdm
 from ..cli import run_main
 from ..config import NO_CIRCUIT, ConfigError, StrictParser, add_field_flags, apply_flat, load_yaml
 from ..evaluation import CHECKPOINTS
+from ..helptext import add_groups
 from ..reporting.noise import write_report
 from ..rundir import RunDir, write_atomic
 from ..sweeps.executor import run_tasks
-from ..sweeps.noise import COLUMNS, NoiseSweepConfig, SweepContext, check_settings, estimate, plan, run_cell
+from ..sweeps.noise import (
+    COLUMNS,
+    HELP_GROUPS,
+    NoiseSweepConfig,
+    SweepContext,
+    check_settings,
+    estimate,
+    plan,
+    run_cell,
+)
 from ..sweeps.results import ResultFile
 
 RESULTS_FILE, SETTINGS_FILE = "results.csv", "sweep.yaml"
@@ -37,7 +47,7 @@ def parse(argv: list[str] | None) -> tuple[NoiseSweepConfig, Path, Path]:
     parser.add_argument("--config", help="YAML file of sweep settings (configs/noise_sweep.yaml)")
     parser.add_argument("--run", required=True, help="a trained run directory")
     parser.add_argument("--out", required=True, help="output folder (reuse it to resume)")
-    add_field_flags(parser, dataclasses.fields(NoiseSweepConfig))
+    add_field_flags(parser, dataclasses.fields(NoiseSweepConfig), add_groups(parser, HELP_GROUPS))
     args = parser.parse_args(argv)
     settings = NoiseSweepConfig()
     if args.config:

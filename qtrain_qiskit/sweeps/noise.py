@@ -58,21 +58,31 @@ class NoiseSweepConfig:
     repeats: int = option(5, "repeats R of every cell, with different simulator seeds")
     seed: int = option(0, "base seed: each cell's seed derives from it, the cell and the repeat")
     checkpoint: str = option("best", "checkpoint of the run to start from", choices=("best", "last"))
-    shots: list[str] = option(["128", "512", "2048", "8192", "32768", "exact"], "inference: shot counts")
-    depolarizing: list[float] = option([1e-4, 1e-3, 3e-3, 1e-2], "inference: depolarizing p after every 1q and 2q gate")
-    readout: list[float] = option([0.01, 0.03], "inference: probability that a measured bit flips")
-    devices: list[str] = option(["fake_torino", "fake_sherbrooke"], "inference: fake IBM devices (their noise)")
+    shots: list[str] = option(["128", "512", "2048", "8192", "32768", "exact"], "shot counts")
+    depolarizing: list[float] = option([1e-4, 1e-3, 3e-3, 1e-2], "depolarizing p after every 1q and 2q gate")
+    readout: list[float] = option([0.01, 0.03], "probability that a measured bit flips")
+    devices: list[str] = option(["fake_torino", "fake_sherbrooke"], "fake IBM devices (their noise)")
     noise_shots: int = option(8192, "shots of the depolarizing, readout and device cells")
     train_conditions: list[str] = option(
-        ["shots:1024", "depolarizing:0.001@1024"], "training: conditions, e.g. shots:1024 or device:fake_torino@1024"
+        ["shots:1024", "depolarizing:0.001@1024"], "conditions, e.g. shots:1024 or device:fake_torino@1024"
     )
-    train_steps: int = option(40, "training: optimizer steps per cell")
-    train_lr: float = option(1e-3, "training: Adam learning rate")
-    train_init: str = option("run", "training: fine-tune the run, or start from scratch", choices=("run", "scratch"))
+    train_steps: int = option(40, "optimizer steps per cell")
+    train_lr: float = option(1e-3, "Adam learning rate")
+    train_init: str = option("run", "fine-tune the run, or start from scratch", choices=("run", "scratch"))
     test_subset: int | None = option(None, "test on the first K test images only (quick looks)")
     data_dir: str | None = option(None, "dataset root (default: the run's, then $QTRAIN_DATA_DIR)")
     workers: int = option(1, "cells run in parallel (processes)")
     ray_address: str | None = option(None, "run cells as Ray tasks: 'local' or a cluster address")
+
+
+# The --help groups of the sweep's keys, in the order shown (`helptext.add_groups`): every key in one.
+HELP_GROUPS = (
+    ("sweep", None, ["protocols", "repeats", "seed", "checkpoint", "noise_shots"]),
+    ("inference protocol", None, ["shots", "depolarizing", "readout", "devices"]),
+    ("training protocol", None, ["train_conditions", "train_steps", "train_lr", "train_init"]),
+    ("data", None, ["test_subset", "data_dir"]),
+    ("execution", None, ["workers", "ray_address"]),
+)
 
 
 @dataclass(frozen=True)
