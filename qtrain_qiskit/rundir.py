@@ -67,6 +67,11 @@ def write_atomic(path: Path, write: Callable[[BinaryIO], None]) -> None:
         raise
 
 
+def write_text(path: Path, text: str) -> None:
+    """``text`` written to ``path`` atomically (`write_atomic`): a reader sees the old file or the new one."""
+    write_atomic(path, lambda handle: handle.write(text.encode()))
+
+
 def save_figure(fig: Any, path: Path, dpi: int = 110) -> None:
     """A matplotlib figure as PNG at ``path``, written atomically, then closed."""
     import matplotlib.pyplot as plt
@@ -143,7 +148,7 @@ class RunDir:
         return self.path / name
 
     def write_text(self, name: str, text: str) -> None:
-        write_atomic(self.file(name), lambda handle: handle.write(text.encode()))
+        write_text(self.file(name), text)
 
     def write_json(self, name: str, data: dict[str, Any]) -> None:
         self.write_text(name, json.dumps(data, indent=2) + "\n")

@@ -26,17 +26,13 @@ import torch
 from ..ansatz import states_for
 from ..config import ConfigError, apply, from_yaml_and_flags, validate
 from ..readout import summarize
-from ..rundir import SUMMARY_FILE, write_atomic
+from ..rundir import SUMMARY_FILE, write_text
 from ..targets import build_target, count_parameters
 from .grid import grid_points, point_name, stage_overrides
 
 VARIANTS = ("trained", "frozen", "random_vector", "classical_generator")
 SNR_COLUMNS = {"readout_snr": "readout SNR", "device_snr": "device SNR", "needed_snr": "needed SNR"}
 MANIFEST, TABLE, CSV, PICTURE = "map.json", "contribution.md", "contribution.csv", "contribution.png"
-
-
-def _write(path: Path, text: str) -> None:
-    write_atomic(path, lambda handle: handle.write(text.encode()))
 
 
 @dataclass(frozen=True)
@@ -82,7 +78,7 @@ def open_map(out: Path, plan: MapPlan) -> None:
     if out.exists() and any(out.iterdir()):
         raise ConfigError(f"{out} is not empty and holds no {MANIFEST}: not a map folder; choose a new --out")
     out.mkdir(parents=True, exist_ok=True)
-    _write(manifest, plan.to_json())
+    write_text(manifest, plan.to_json())
 
 
 def read_plan(out: Path) -> MapPlan:
@@ -146,7 +142,7 @@ def device_accuracy(run: Path, device: str, shots: int) -> dict[str, Any]:
         "tvd_to_exact": total_variation(reading, probs),
         **summarize(model, probs, reading, data, used=used, shots=shots, batch_size=batch, seed=config.train.seed),
     }
-    _write(cache, json.dumps(result, indent=2))
+    write_text(cache, json.dumps(result, indent=2))
     return result
 
 
@@ -252,13 +248,13 @@ def write_map_report(plan: MapPlan, out: Path) -> list[Path]:
         "Needed SNR: the least shot-noise SNR at which the model stays within 1 point of its exact accuracy "
         "(docs/contribution.md); a model whose device SNR is below it cannot be read from that device.\n\n"
     )
-    _write(out / TABLE, note + markdown_table(header, body) + "\n")
+    write_text(out / TABLE, note + markdown_table(header, body) + "\n")
     columns = ["cell", *VARIANTS, "seeds", "best_control", "lead", "lead_low", "lead_high", "device", *SNR_COLUMNS]
     text = io.StringIO()
     writer = csv.DictWriter(text, columns, extrasaction="ignore", lineterminator="\n")
     writer.writeheader()
     writer.writerows(rows)
-    _write(out / CSV, text.getvalue())
+    write_text(out / CSV, text.getvalue())
     plot_map(rows, plan, out / PICTURE)
     return [out / TABLE, out / CSV, out / PICTURE]
 
