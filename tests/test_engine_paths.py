@@ -137,11 +137,11 @@ def test_aer_binds_angles_that_are_not_affine_through_aer_own_conversion():
     assert aer.sampler._program(circuit).angles is None
 
 
-def test_main_job_is_mnist_hardware_at_20_epochs_on_the_card_path_and_the_reference_is_one_flag_away():
+def test_main_job_is_mnist_hardware_at_10_epochs_on_the_card_path_and_the_reference_is_one_flag_away():
     parse = build_parser("test", extra=lambda p: p.add_argument("--resume")).parse_args
     main = run_config(parse([]), None)
     shipped = apply(Config(), load_yaml(REPO / "configs" / "mnist_hardware.yaml"), "mnist_hardware.yaml")
-    shipped.name, shipped.execution.backend, shipped.train.epochs = "mnist_main", "aer_statevector", 20
+    shipped.name, shipped.execution.backend, shipped.train.epochs = "mnist_main", "aer_statevector", 10
     assert main.to_dict() == shipped.to_dict()
     assert MAIN_JOB["execution"]["backend"] == "aer_statevector"
     reference = run_config(parse(["--config", str(REPO / "configs" / "mnist.yaml")]), None)
