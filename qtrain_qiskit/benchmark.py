@@ -201,6 +201,8 @@ SUITE = (
      "classical step, reference CNN"),
     ("mnist_hardware as shipped, --train-shots 8192", "mnist_hardware.yaml", {"train_shots": 8192},
      "classical step, reference CNN"),
+    ("mnist_hardware under fake_torino noise (torch_density)", "mnist_hardware.yaml",
+     {"train_shots": 8192, "backend": "torch_density", "noise": "fake_torino"}, "classical step, reference CNN"),
     ("main job (mnist_hardware settings on aer_statevector)", "main", {}, "classical step, reference CNN"),
 )  # fmt: skip
 CIFAR_SUITE = (

@@ -135,6 +135,37 @@ def test_reverse_mode_gradient_matches_finite_differences_on_the_device_configur
         assert abs(values.grad[0, j] - (up - down) / (2 * h)) < 1e-8
 
 
+def test_gates_off_the_interaction_path_are_moved_and_still_agree_with_aer():
+    # A cycle and a branch: no axis order keeps every pair on neighbouring axes, so some gates take the
+    # permutation; batch of 2, and the pooled buffers reused across calls give the same numbers.
+    from qiskit.circuit import ParameterVector
+    from qtrain_qiskit.backends.torch_density import plan_gates
+
+    theta = ParameterVector("t", 8)
+    circuit = QuantumCircuit(4)
+    for j, (a, b) in enumerate([(0, 1), (0, 2), (0, 3), (2, 3), (1, 3), (0, 1), (2, 1), (3, 0)]):
+        circuit.ry(theta[j], a)
+        circuit.cx(a, b)
+    pairs = [(0, 1), (0, 2), (0, 3), (2, 3), (1, 3)]
+    assert any(step.permutation is not None for step in plan_gates(pairs, 4)[0])
+    assert all(step.permutation is None for step in plan_gates([(2, 0), (0, 3), (3, 1), (2, 0)], 4)[0])
+    values = np.random.default_rng(9).uniform(-np.pi, np.pi, (2, 8))
+    ours = backends.get_backend("torch_density", noise="depolarizing", **NOISE)
+    aer = backends.get_backend("aer_density", noise="depolarizing", **NOISE).probabilities(circuit, values)
+    for _ in range(2):
+        np.testing.assert_allclose(ours.probabilities(circuit, values), aer, atol=1e-12)
+    tensor = torch.tensor(values[:1], requires_grad=True)
+    weights = torch.tensor(np.random.default_rng(10).normal(size=16))
+    (ours.torch_probabilities(circuit, tensor)[0] @ weights).backward()
+    h = 1e-6
+    for j in range(8):
+        step = torch.zeros_like(tensor)
+        step[0, j] = h
+        with torch.no_grad():
+            up, down = (ours.torch_probabilities(circuit, tensor + sign * step)[0] @ weights for sign in (1, -1))
+        assert abs(tensor.grad[0, j] - (up - down) / (2 * h)) < 1e-8
+
+
 def test_a_batch_is_its_rows_and_probabilities_stay_a_distribution():
     circuit = build_ansatz(3, 2)
     backend = backends.get_backend("torch_density", noise="fake_guadalupe")
