@@ -8,7 +8,8 @@ divided by the rms error of one outcome's estimate:
 
 - *available*: what a reading resolves. Shots alone give `readout_snr` (a Porter-Thomas P over
   2^N outcomes read with S shots: sqrt(S / 2^N)); a device reading gives `error_snr` of its
-  estimate against the exact P, its own shot noise included.
+  estimate against the exact P, its own shot noise included, beyond the offset and scale that the
+  mapping's standard feature removes.
 - *needed*: the smallest SNR at which the model keeps its accuracy, found by reading its exact P
   through a ladder of shot budgets (`shot_response`): noise of a known SNR and of the kind a
   measurement makes, with nothing systematic in it.
@@ -53,10 +54,21 @@ def readout_snr(probs: torch.Tensor, used: int, shots: int) -> float:
 
 
 def error_snr(probs: torch.Tensor, estimate: torch.Tensor, used: int) -> float:
-    """The spread of the exact ``probs`` over the used outcomes divided by the rms error of ``estimate``
-    there: what a reading (a device's, say) resolves, whatever its error is made of."""
-    error = (torch.as_tensor(estimate).double()[:used] - torch.as_tensor(probs).double()[:used]).pow(2).mean().sqrt()
-    return _spread(probs, used) / max(float(error), 1e-30)
+    """What a reading (a device's, say) resolves of ``probs``: their spread over the used outcomes
+    divided by the rms error of ``estimate`` there, after the least-squares affine map of the
+    estimate onto ``probs``.
+
+    The mapping's standard feature removes P's offset and scale, so a device's contraction of P
+    toward uniform (depolarizing noise: the estimate is a P + b) costs it nothing; only the error
+    beyond that map reaches the weights. Shot noise has no such part: for it this is `readout_snr`.
+    """
+    p = torch.as_tensor(probs).double()[:used]
+    q = torch.as_tensor(estimate).double()[:used]
+    slope = ((q - q.mean()) * (p - p.mean())).sum() / (p - p.mean()).pow(2).sum().clamp_min(1e-300)
+    if slope <= 0:  # nothing of P survives in the estimate
+        return 0.0
+    error = ((q - q.mean()) / slope - (p - p.mean())).pow(2).mean().sqrt()
+    return _spread(p, used) / max(float(error), 1e-30)
 
 
 def shot_response(

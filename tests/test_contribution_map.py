@@ -2,9 +2,11 @@
 circuits on a fake device, and its table's lead is the paired difference of the runs' own figures."""
 
 import csv
+import itertools
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from .conftest import make_fake_mnist, run_script_inprocess
@@ -54,10 +56,13 @@ def test_device_reading_restores_the_run_and_measures_what_it_needs(small_map):
     assert reading["exact_test_accuracy"] == pytest.approx(_accuracy(out, run.name))
     rungs = reading["shot_response"]
     assert [r["shots"] for r in rungs] == [1024 * 4**i for i in range(8)]
-    assert all(b["snr"] == pytest.approx(2 * a["snr"]) for a, b in zip(rungs, rungs[1:]))
+    assert all(b["snr"] == pytest.approx(2 * a["snr"]) for a, b in itertools.pairwise(rungs))
     assert reading["needed_snr"] is None or reading["needed_snr"] in [r["snr"] for r in rungs]
     assert reading["readout_snr"] == pytest.approx(rungs[0]["snr"])  # read at 1,024 shots, the first rung
-    assert 0 < reading["device_snr"] < float("inf")
+    assert 0 <= reading["device_snr"] < float("inf")
+    probs = np.load(run / "device_fake_torino_1024.npy")  # the reading itself, kept for later measures
+    assert probs.ndim == 1 and len(probs) & (len(probs) - 1) == 0 and probs.sum() == pytest.approx(1.0)
+    assert (probs * 1024 == np.round(probs * 1024)).all()  # frequencies of 1,024 shots
 
 
 def test_lead_is_the_trained_minus_the_best_control_paired_by_seed(small_map):

@@ -7,14 +7,19 @@ import torch
 from qtrain_qiskit.readout import error_snr, needed_snr, readout_snr
 
 
-def test_error_snr_is_the_spread_over_the_rms_error_of_the_used_outcomes():
+def test_error_snr_is_the_spread_over_the_rms_error_beyond_the_best_affine_fit():
     rng = np.random.default_rng(0)
     probs = rng.dirichlet(np.ones(64))
     error = rng.normal(0, 1e-3, 64)
-    estimate = probs + error
+    estimate = 0.6 * probs + 0.4 / 64 + error  # contracted toward uniform, plus an error
     estimate[40:] += 0.5  # outcomes the target does not use do not count
-    expected = probs[:40].std(ddof=1) / np.sqrt((error[:40] ** 2).mean())
-    assert error_snr(torch.tensor(probs), torch.tensor(estimate), 40) == pytest.approx(expected, rel=1e-12)
+    slope, offset = np.polyfit(probs[:40], estimate[:40], 1)
+    residual = (estimate[:40] - offset) / slope - probs[:40]
+    expected = probs[:40].std(ddof=1) / np.sqrt((residual**2).mean())
+    assert error_snr(torch.tensor(probs), torch.tensor(estimate), 40) == pytest.approx(expected, rel=1e-9)
+    # a pure contraction toward uniform costs nothing; an estimate that lost P resolves nothing
+    assert error_snr(torch.tensor(probs), torch.tensor(0.6 * probs + 0.4 / 64), 64) > 1e6
+    assert error_snr(torch.tensor(probs), torch.tensor(-probs), 64) == 0.0
 
 
 def test_readout_snr_halves_when_the_shots_quarter():

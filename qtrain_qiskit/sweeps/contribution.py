@@ -21,12 +21,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from ..ansatz import states_for
 from ..config import ConfigError, apply, from_yaml_and_flags, validate
 from ..readout import summarize
-from ..rundir import SUMMARY_FILE, write_text
+from ..rundir import SUMMARY_FILE, write_atomic, write_text
 from ..targets import build_target, count_parameters
 from .grid import grid_points, point_name, stage_overrides
 
@@ -116,13 +117,14 @@ def plan_tasks(plan: MapPlan, out: Path) -> list[tuple[str, dict[str, Any]]]:
 
 def device_accuracy(run: Path, device: str, shots: int) -> dict[str, Any]:
     """The trained run read from ``device``'s noise model at ``shots``, beside its exact accuracy, and
-    the SNRs that say why it reads as it does (`qtrain_qiskit.readout`); cached beside the run."""
+    the SNRs that say why it reads as it does (`qtrain_qiskit.readout`); cached beside the run, with
+    the reading's P (``.npy``) so that a later measure of it needs no simulation."""
     from ..evaluation import EXACT_EXECUTION, restore, run_config, score, test_split, total_variation
     from ..rundir import BEST_CHECKPOINT, RunDir
 
-    cache = run / f"device_{device}_{shots}.json"
-    if cache.exists() and "needed_snr" in (cached := json.loads(cache.read_text())):
-        return cached
+    cache, saved = run / f"device_{device}_{shots}.json", run / f"device_{device}_{shots}.npy"
+    if cache.exists() and saved.exists():
+        return json.loads(cache.read_text())
     rundir = RunDir.existing(run)
     state = rundir.load_checkpoint(BEST_CHECKPOINT)["model"]
     config = run_config(rundir, EXACT_EXECUTION)
@@ -142,6 +144,7 @@ def device_accuracy(run: Path, device: str, shots: int) -> dict[str, Any]:
         "tvd_to_exact": total_variation(reading, probs),
         **summarize(model, probs, reading, data, used=used, shots=shots, batch_size=batch, seed=config.train.seed),
     }
+    write_atomic(saved, lambda handle: np.save(handle, reading.numpy()))
     write_text(cache, json.dumps(result, indent=2))
     return result
 
