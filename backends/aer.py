@@ -101,25 +101,19 @@ class NoiseOptions(AerOptions, DeviceOptions):
 
     noise: str = option(
         "depolarizing",
-        "aer_noisy noise: 'depolarizing' (the rates below) or a fake IBM device, e.g. fake_torino",
+        "depolarizing (the rates below) or a fake IBM device, e.g. fake_torino",
         check=check_noise,
     )
-    depolarizing_1q: float = option(
-        1e-3, "aer_noisy depolarizing probability after each 1-qubit gate", minimum=0, maximum=1
-    )
-    depolarizing_2q: float = option(
-        1e-2, "aer_noisy depolarizing probability after each 2-qubit gate", minimum=0, maximum=1
-    )
-    readout_error: float = option(0.0, "aer_noisy probability that a measured bit flips", minimum=0, maximum=1)
+    depolarizing_1q: float = option(1e-3, "depolarizing probability after each 1-qubit gate", minimum=0, maximum=1)
+    depolarizing_2q: float = option(1e-2, "depolarizing probability after each 2-qubit gate", minimum=0, maximum=1)
+    readout_error: float = option(0.0, "probability that a measured bit flips", minimum=0, maximum=1)
 
 
 @dataclass(frozen=True)
 class AerNoisyOptions(NoiseOptions, ShotsOptions, MitigationOptions):
     noisy_sampling: str = option(
         "auto",
-        "aer_noisy shots: trajectories (Aer simulates every shot), density (S multinomial draws from the exact "
-        "noisy distribution of Aer's density matrix: the same distribution of counts, at most 10 qubits), or "
-        "auto (density where the circuit fits)",
+        "trajectories, density (shots drawn from the noisy P, <= 10 qubits) or auto",
         choices=NOISY_SAMPLING,
     )
 

@@ -38,8 +38,7 @@ class MitigationOptions(BackendOptions):
 
     mitigation: str = option(
         "none",
-        "readout mitigation of measured counts: mthree (M3, calibrated on the device; aer_noisy with a fake "
-        "device, or ibm_runtime)",
+        "readout mitigation: none, or mthree (M3, calibrated on the device)",
         choices=MITIGATIONS,
         if_unused=needs_device_readout,
     )

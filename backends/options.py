@@ -98,8 +98,7 @@ class DeviceOptions(BackendOptions):
 
     optimization_level: int = option(
         2,
-        "transpiler level for device circuits (aer_noisy/aer_density with a fake device, ibm_runtime): 2 and 3 "
-        "choose a noise-aware layout; 1 keeps qubits 0..n-1 whenever the circuit fits them, whatever their errors",
+        "transpiler level: 2, 3 choose a noise-aware layout; 1 keeps qubits 0..n-1 if they fit",
         minimum=0,
         maximum=3,
     )

@@ -52,30 +52,22 @@ def _torch_device(value: str) -> str | None:
 class ModelConfig:
     method: str = option(
         "quantum_train",
-        "quantum_train, or classical: train the target's own weights directly (the baseline)",
+        "quantum_train, or classical (the baseline: the target's own weights)",
         choices=METHODS,
     )
     target: str = option(
         "mnist_cnn",
-        "target network whose weights are generated: mnist_cnn, cifar_cnn, qt_cifar_cnn, mlp_<hidden>, "
-        "cnn_<c1>_<c2>_<hidden> or gap_<c1>_<c2>_<c3>",
+        "mnist_cnn, cifar_cnn, qt_cifar_cnn, mlp_H, cnn_C1_C2_H or gap_C1_C2_C3",
     )
     quantum: str = option(
         "trained",
-        "the quantum stage (controls change only it): "
-        + "; ".join(f"{name}, {stage.help}" for name, stage in STAGES.items()),
+        "trained; controls: " + ", ".join(name for name in STAGES if name != "trained"),
         choices=QUANTUM_STAGES,
     )
     features: str = option("scaled", "probability feature fed to the mapping", choices=FEATURES)
-    weights_per_state: int = option(
-        1, "k: target weights generated per basis state (the mapping's outputs); qubits default to ceil(log2 ceil(M/k))"
-    )
+    weights_per_state: int = option(1, "k: target weights generated per basis state (the mapping's outputs)")
     hidden: list[int] = option((20,), "hidden layer sizes of the mapping MLP, e.g. 20 or 32,32", check=_hidden_sizes)  # noqa: RUF009 - option() returns a dataclasses.field
-    head_bits: int = option(
-        0,
-        "b: the low b bits of a basis state's index pick one of 2^b groups of the mapping's k outputs instead "
-        "of being its inputs (each group gets its own last-layer weights; 4 lets k = 1 learn from the first steps)",
-    )
+    head_bits: int = option(0, "b: the low b index bits pick one of 2^b mapping last layers instead of being inputs")
     activation: str = option("relu", "mapping MLP activation", choices=tuple(ACTIVATIONS))
     feature_alpha: float = option(1.0, "scaled feature exponent alpha")
     feature_beta: float = option(1.0, "scaled feature multiplier beta")
@@ -87,19 +79,15 @@ class ModelConfig:
     )
     weight_scale: str = option(
         "target_init",
-        "per-tensor scale of the generated weights: target_init (a fixed gain per tensor, set at the first "
-        "forward, so training starts at the spread of the target's own init), learned (renormalized every "
-        "step with one trained factor per tensor), or none (the mapping's raw output)",
+        "per-tensor scale of the generated weights: target_init, learned or none",
         choices=WEIGHT_SCALES,
     )
     bit_init_scale: float = option(
-        1.0,
-        "scale of the mapping's initial weights on the basis bits (1: torch's default; 0: each weight starts as "
-        "a function of its own probability only, full-rank tensors, for deep circuits)",
+        1.0, "scale of the mapping's initial weights on the basis bits (1: torch's, 0: zero)"
     )
     mapping_chunk: int | None = option(
         65536,
-        "rows of the mapping MLP per checkpointed chunk, a power of two (bounds its memory; 0: all at once)",
+        "rows of the mapping MLP per checkpointed chunk, a power of two (0: all at once)",
         check=_power_of_two_or_zero,
     )
 
@@ -124,8 +112,7 @@ class ExecutionConfig:
     backend: str = option("aer_statevector", "executor of the circuit (see backends.available())")
     grad: str = option(
         "auto",
-        "circuit gradient: auto (adjoint where the backend has a reverse pass, else param_shift), adjoint, "
-        "param_shift or spsa; on aer_statevector the adjoint's reverse pass runs in the torch engine",
+        "auto (adjoint where possible, else param_shift), adjoint, param_shift or spsa",
         choices=("auto", *GRADIENTS),
     )
     device: str = option(
@@ -199,15 +186,14 @@ class TrainConfig:
     eval_batch_size: int = option(1000, "batch size for validation and test", minimum=1)
     checkpoint_every: int = option(
         200,
-        "also checkpoint every K steps inside an epoch (0: at epoch ends only; paid backends checkpoint every step)",
+        "also checkpoint every K steps inside an epoch (0: at epoch ends only)",
         minimum=0,
     )
     max_steps: int | None = option(None, "stop after this many optimizer steps in all (hardware trials)", minimum=1)
     init_from: str | None = option(None, "start from the best weights of this run directory (fine-tuning)")
     train_shots: int | None = option(
         None,
-        "in training on an exact backend the mapping sees P estimated from this many shots, drawn afresh each "
-        "step (straight-through gradient); validation and test stay exact; sampled backends use their own --shots",
+        "exact backends: the mapping trains on P from this many shots, drawn each step",
         minimum=1,
     )
     on_nonfinite: str = option(
@@ -254,10 +240,12 @@ class Config:
         return dataclasses.asdict(self)
 
 
+KEYS_IN_FULL = "What each key does and why, in full: docs/usage.md, section 'Configuration keys in full'."
+
 TOP_LEVEL = {
     "name": "run name (default run directory runs/<name>_<backend>_<time>)",
     "run_dir": "run directory",
-    "group": "comparison this run belongs to: its ablations and baselines share it (train_grid --compare)",
+    "group": "comparison this run belongs to (its ablations and baselines share it)",
 }
 
 
@@ -503,21 +491,40 @@ def add_field_flags(
     for f in fields:
         help_text = TOP_LEVEL.get(f.name) or f.metadata.get("help", "")
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        if isinstance(default, list):  # as it is typed on the command line
+            default = ",".join(map(str, default))
         (groups or {}).get(f.name, parser).add_argument(
             f"--{f.name.replace('_', '-')}",
             dest=f.name,
             default=argparse.SUPPRESS,
             help=f"{help_text} [{default}]",
-            metavar=f.name.upper(),
+            metavar=_metavar(f),
         )
+
+
+_METAVARS = {"int": "INT", "float": "FLOAT", "bool": "BOOL", "str": "TEXT"}
+
+
+def _metavar(f: dataclasses.Field) -> str:
+    """What the flag takes, from the field's type (INT, FLOAT, BOOL, TEXT; INT,... for a list): the key
+    again (--batch-size BATCH_SIZE) says nothing new and pushes the help column 20 columns right."""
+    hint = f.type  # a string under `from __future__ import annotations`, else the type itself
+    if not isinstance(hint, str):  # list[int] and int | None print as written; int prints as <class 'int'>
+        hint = str(hint) if typing.get_origin(hint) is not None else hint.__name__
+    hint = hint.replace("| None", "").replace("None |", "").strip()
+    inner = hint[5:-1] if hint.startswith("list[") and hint.endswith("]") else None
+    if inner is not None and inner in _METAVARS:
+        return f"{_METAVARS[inner]},..."
+    return _METAVARS.get(hint, f.name.upper())
 
 
 def build_parser(
     description: str, extra: typing.Callable[[argparse.ArgumentParser], None] | None = None
 ) -> argparse.ArgumentParser:
     """A parser with ``--config`` and one flag per configuration key (values parsed later), grouped
-    in --help by section; the command's own flags (``extra``) come first, under "options"."""
-    parser = StrictParser(description=description, allow_abbrev=False)
+    in --help by section; the command's own flags (``extra``) come first, under "options". Each help
+    says what a key is in one line; the epilog points to where each says why, in full."""
+    parser = StrictParser(description=description, epilog=KEYS_IN_FULL, allow_abbrev=False)
     parser.add_argument("--config", metavar="FILE", help="YAML file with the keys to change from the defaults")
     fields = _fields()
     groups = add_groups(parser, sectioned_keys({key: section for key, (section, _, _) in fields.items()}))

@@ -3,8 +3,10 @@ one subgroup per backend), one line per option, no line wider than `WIDTH`.
 
 argparse's default prints every flag in the usage line and wraps each help text at the terminal's
 width in a narrow column; with some 60 configuration keys that was 220 lines nobody reads. Here the
-usage line names only what is required, and each option is one line (flag, value name, help,
-[default]) unless its help is longer than the line: then it goes on under the help column.
+usage line names only what is required, and each option is one line (flag, the type it takes, help,
+[default]). A help says what the option is; why, in full, is in docs/usage.md, so a help longer than
+its line is too long (tests/test_reporting.py refuses it; the formatter would wrap it under the help
+column rather than overflow the screen).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from collections.abc import Iterable, Mapping, Sequence
 
 from . import backends
 
-WIDTH = 120  # columns of every --help line (a help text longer than its line goes on under the help column)
+WIDTH = 120  # columns of every --help line: each option's help must fit on its own line
 SECTION_TITLES = {  # configuration section -> help group, in the order --help shows them
     "model": "model",
     "circuit": "circuit",
@@ -27,8 +29,8 @@ SECTION_TITLES = {  # configuration section -> help group, in the order --help s
 
 
 class OneLineHelp(argparse.HelpFormatter):
-    """Each option on one line of at most `WIDTH` columns (a longer help text continues under the help
-    column), help aligned after the longest flag; a usage line of the required arguments only."""
+    """Each option on one line of at most `WIDTH` columns (a longer help text would continue under the
+    help column), help aligned after the longest flag; a usage line of the required arguments only."""
 
     def __init__(self, prog: str) -> None:
         super().__init__(prog, max_help_position=1_000, width=WIDTH)

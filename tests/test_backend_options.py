@@ -77,7 +77,7 @@ def test_options_are_frozen_and_valid_by_default():
 
 def test_a_registered_backend_brings_its_flag_and_it_reaches_the_constructor(toy):
     help_text = " ".join(build_parser("test").format_help().split())
-    assert "--gain GAIN" in help_text and "a test backend's own option" in help_text
+    assert "--gain FLOAT" in help_text and "a test backend's own option" in help_text
     config = parse("--backend", "toy_gain", "--gain", "2.5", "--seed", "7")
     backend = build_backend(config, device=None)
     assert isinstance(backend, ToyBackend) and (backend.options.gain, backend.seed) == (2.5, 7)

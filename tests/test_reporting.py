@@ -97,21 +97,40 @@ def test_help_groups_every_flag_by_section_one_line_each():  # a help longer tha
         assert len(found) == 1 and help_text[:30] in found[0], key
 
 
+def test_every_key_is_explained_in_full_in_the_docs():
+    """--help keeps one line per key; the why of each key lives in docs/usage.md (the epilog says where)."""
+    section = (REPO / "docs" / "usage.md").read_text().split("## Configuration keys in full")[1].split("\n## ")[0]
+    missing = [key for key in _fields() if f"| `{key}` |" not in section]
+    assert not missing, f"add a row to docs/usage.md, 'Configuration keys in full', for {missing}"
+
+
 # pyproject's [project.scripts]: name = "module:function" (tomllib is 3.11+, the package supports 3.10)
 SCRIPTS = (REPO / "pyproject.toml").read_text().split("[project.scripts]")[1].split("\n[")[0]
 COMMANDS = dict(re.findall(r'^([\w-]+) = "([\w.]+):\w+"', SCRIPTS, re.MULTILINE))
 
 
+def wrapped_help_lines(lines: list[str]) -> list[str]:
+    """The lines of a --help that continue an option's help: indented to (or past) the help column,
+    which the ``-h, --help`` line shows. An option, a positional or a subcommand starts further left."""
+    (first,) = [line for line in lines if line.lstrip().startswith("-h, --help ")]
+    column = first.index("show this help")
+    return [line for line in lines if line.strip() and len(line) - len(line.lstrip()) >= column]
+
+
 @pytest.mark.parametrize("command", sorted(COMMANDS))
 def test_every_commands_help_fits_the_width_in_groups(command, capsys):
-    """Each console script's --help (in-process: its main, as the entry point calls it): no line wider
-    than WIDTH, and more than a dozen flags come in named groups, not one flat list."""
+    """Each console script's --help (in-process: its main, as the entry point calls it): one usage line,
+    no line wider than WIDTH, every option's help on its own line (a help that wraps onto a second line
+    is too long: the full text belongs in docs/usage.md), and more than a dozen flags come in named
+    groups, not one flat list."""
     module = importlib.import_module(COMMANDS[command])
     with pytest.raises(SystemExit) as done:
         module.main(["--help"])
     assert done.value.code == 0
     lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("usage: ") and not lines[1].strip(), lines[:2]
     assert max(map(len, lines)) <= WIDTH, [line for line in lines if len(line) > WIDTH]
+    assert not wrapped_help_lines(lines), f"{command}: a help text wraps onto a second line"
     titles = [line for line in lines if re.fullmatch(r"[a-z][a-z_: ,()\-]*:", line)]
     flags = [line for line in lines if line.startswith("  --")]
     assert len(flags) <= 12 or len(titles) >= 3, f"{command}: {len(flags)} flags in {titles}"

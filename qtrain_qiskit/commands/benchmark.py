@@ -40,15 +40,12 @@ def main(argv: list[str] | None = None) -> int:
         parser.add_argument(
             "--run",
             metavar="RUN_DIR",
-            help="with --evaluate: sample this run's best angles (its configuration, then the flags) and time "
-            "each evaluation with its test pass as scripts/evaluate.py runs it",
+            help="with --evaluate: this run's best angles and configuration, timed over its test pass",
         )
         parser.add_argument(
             "--suite",
             action="store_true",
-            help="alternate the classical step of the reference CNN, the reference QT step on torch_statevector and "
-            "aer_statevector, mnist_hardware, the main job and cifar10_qt (generated inputs) and print the medians and "
-            "ratios side by side (--steps repeats each; configuration flags are ignored)",
+            help="time the reference steps alternated; print medians and ratios (docs/performance.md)",
         )
         parser.add_argument("--threads", type=int, help="with --suite: torch intra-op threads (default: torch's)")
         parser.add_argument("--no-cifar", action="store_true", help="with --suite: leave out the 19-qubit CIFAR pair")

@@ -37,10 +37,12 @@ def _extra(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--seeds", default="0,1", help="seeds of every cell and variant (default 0,1)")
     group.add_argument("--out", required=True, help="the map's folder")
     group.add_argument("--workers", type=int, default=1, help="runs trained in parallel (processes)")
-    group.add_argument("--readable-train-shots", type=int, default=8192, help="train shots where k > 1 (0: exact)")
+    group.add_argument(
+        "--readable-train-shots", type=int, default=8192, metavar="N", help="train shots where k > 1 (0: exact)"
+    )
     group.add_argument("--k1-head-bits", type=int, default=4, help="head bits of the k = 1 cells (docs/start.md)")
     group.add_argument("--map-device", default="fake_torino", help="fake device the trained circuits are read on")
-    group.add_argument("--map-device-shots", type=int, default=8192, help="shots of that reading")
+    group.add_argument("--map-device-shots", type=int, default=8192, metavar="N", help="shots of that reading")
     group.add_argument("--report-only", action="store_true", help="write the table and picture, train nothing")
 
 

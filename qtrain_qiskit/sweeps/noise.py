@@ -64,7 +64,7 @@ class NoiseSweepConfig:
     devices: list[str] = option(["fake_torino", "fake_sherbrooke"], "fake IBM devices (their noise)")
     noise_shots: int = option(8192, "shots of the depolarizing, readout and device cells")
     train_conditions: list[str] = option(
-        ["shots:1024", "depolarizing:0.001@1024"], "conditions, e.g. shots:1024 or device:fake_torino@1024"
+        ["shots:1024", "depolarizing:0.001@1024"], "training conditions, e.g. device:fake_torino@1024"
     )
     train_steps: int = option(40, "optimizer steps per cell")
     train_lr: float = option(1e-3, "Adam learning rate")
