@@ -23,7 +23,7 @@ from ..config import NO_CIRCUIT, ConfigError, StrictParser, add_field_flags, app
 from ..evaluation import CHECKPOINTS
 from ..helptext import add_groups
 from ..reporting.noise import write_report
-from ..rundir import RunDir, write_atomic
+from ..rundir import RunDir, write_text
 from ..sweeps.executor import run_tasks
 from ..sweeps.noise import (
     COLUMNS,
@@ -70,7 +70,7 @@ def claim_output(out: Path, identity: dict[str, object]) -> None:
             )
         return
     out.mkdir(parents=True, exist_ok=True)
-    write_atomic(manifest, lambda handle: handle.write(yaml.safe_dump(identity, sort_keys=False).encode()))
+    write_text(manifest, yaml.safe_dump(identity, sort_keys=False))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -18,7 +18,7 @@ import torch
 from ..cli import run_main
 from ..config import StrictParser
 from ..reporting.tables import markdown_table
-from ..rundir import write_atomic
+from ..rundir import write_text
 from ..subspace import probe_rows
 
 
@@ -43,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
             print(markdown_table(header, [row]).splitlines()[-1], flush=True)
             rows.append(row)
     if args.out:
-        write_atomic(Path(args.out), lambda handle: handle.write(markdown_table(header, rows).encode()))
+        write_text(Path(args.out), markdown_table(header, rows))
     return 0
 
 

@@ -21,7 +21,7 @@ from pathlib import Path
 from ..cli import run_main
 from ..config import StrictParser
 from ..reporting import hardware, shipped, start
-from ..rundir import write_atomic
+from ..rundir import write_text
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
@@ -67,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
     text = build(args)
     if args.out:
-        write_atomic(args.out, lambda handle: handle.write(text.encode()))
+        write_text(args.out, text)
     print(text, end="")
     return 0
 

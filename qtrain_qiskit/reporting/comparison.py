@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..rundir import write_atomic
+from ..rundir import save_figure, write_text
 from ..stages import QUANTUM_STAGES
 from .runs import Group, RunResult
 from .tables import markdown_table
@@ -212,15 +212,13 @@ def plot_families(groups: Sequence[Group], path: Path) -> None:
     ax.set_title("Quantum-Train, its ablations and classical CNNs (mean ± std over seeds)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1))
-    fig.tight_layout()
-    write_atomic(path, lambda handle: fig.savefig(handle, format="png", dpi=110))
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def write_comparison(groups: Sequence[Group], out: Path) -> list[Path]:
     """comparison.md and its plot when any run belongs to a comparison; no files otherwise."""
     if not comparison_groups(groups):
         return []
-    write_atomic(out / COMPARISON_FILE, lambda handle: handle.write(comparison_table(groups).encode()))
+    write_text(out / COMPARISON_FILE, comparison_table(groups))
     plot_families(groups, out / COMPARISON_CURVE)
     return [out / COMPARISON_FILE, out / COMPARISON_CURVE]

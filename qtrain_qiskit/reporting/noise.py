@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..rundir import save_figure, write_atomic
+from ..rundir import save_figure, write_text
 from .tables import markdown_table, mean_std
 
 TABLE_FILE, SHOTS_PLOT, DEPOLARIZING_PLOT, DEVICES_PLOT, TRAINING_PLOT = (
@@ -227,7 +227,7 @@ def write_report(rows: Sequence[dict[str, str]], out: Path, title: str) -> list[
 
     matplotlib.use("Agg")
     groups = summarize(rows)
-    write_atomic(out / TABLE_FILE, lambda handle: handle.write(table(groups, title).encode()))
+    write_text(out / TABLE_FILE, table(groups, title))
     written = [TABLE_FILE]
     for name, plot in (
         (SHOTS_PLOT, plot_shots),

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ..rundir import save_figure, write_atomic
+from ..rundir import save_figure, write_text
 from .comparison import write_comparison
 from .runs import Group, RunResult, group_runs, load_results
 from .tables import markdown_table
@@ -112,7 +112,7 @@ def write_report(paths: Sequence[str | Path], out: Path) -> list[Path]:
     among them; returns the files."""
     groups = group_runs(run for path in paths for run in load_results(path))
     out.mkdir(parents=True, exist_ok=True)
-    write_atomic(out / TABLE_FILE, lambda handle: handle.write(table(groups).encode()))
-    write_atomic(out / CSV_FILE, lambda handle: handle.write(csv_text(groups).encode()))
+    write_text(out / TABLE_FILE, table(groups))
+    write_text(out / CSV_FILE, csv_text(groups))
     plot_curve(groups, out / CURVE_FILE)
     return [out / TABLE_FILE, out / CSV_FILE, out / CURVE_FILE, *write_comparison(groups, out)]
