@@ -90,7 +90,7 @@ def test_optimization_level_reaches_the_backend_from_yaml_and_flag(tmp_path):
     assert Config().execution.optimization_level == 2
     for config, level in ((from_yaml, 1), (from_flag, 3)):
         assert config.execution.optimization_level == level
-        assert build_backend(validate(config), device=None).optimization_level == level
+        assert build_backend(validate(config), device=None).options.optimization_level == level
     with pytest.raises(ConfigError, match=r"optimization_level must be in \[0, 3\], got 4"):
         parse("--optimization-level", "4")
 
