@@ -120,3 +120,35 @@ def test_bad_input_is_one_line_and_nothing_is_submitted_or_overwritten(trained_r
     assert "belongs to another trial" in refused(trained_run, other, "--ibm-backend", "fake_torino")
     assert (other / "trial.json").read_text() == record and {p.name for p in other.iterdir()} == {"trial.json"}
     assert "--repeats must be positive" in refused(trained_run, out, "--ibm-backend", "fake_torino", "--repeats", "0")
+
+
+def test_the_fine_tune_moves_what_its_settings_name_and_is_validated_on_left_out_estimates(trained_run, mnist_root):
+    import torch
+
+    from qtrain_qiskit.data import load_dataset
+    from qtrain_qiskit.finetune import FinetuneSettings, finetune_mapping, validate
+    from qtrain_qiskit.trial import check_run, load_model
+
+    model, _ = load_model(check_run(str(trained_run)))
+    data = load_dataset("mnist", mnist_root, train=True, download=False).subset(torch.arange(256))
+    exact = model.quantum().detach().double().numpy()
+    estimates = [np.random.default_rng(k).multinomial(8192, exact / exact.sum()) / 8192 for k in range(3)]
+    start = {name: p.detach().clone() for name, p in model.named_parameters()}
+
+    def moved(tuned: object) -> set[str]:
+        return {name for name, p in tuned.named_parameters() if not torch.equal(p, start[name])}
+
+    last = finetune_mapping(model, estimates, data, FinetuneSettings(steps=3, params="last", source="resample"))
+    whole = finetune_mapping(model, estimates, data, FinetuneSettings(steps=3, lr=1e-2, source="mean"))
+    held = finetune_mapping(model, estimates, data, FinetuneSettings(steps=3, lr=1e-2, source="mean", prox=1e4))
+    linears = [name for name, m in model.mapping.named_modules() if isinstance(m, torch.nn.Linear)]
+    assert moved(last) == {f"mapping.{linears[-1]}.weight", f"mapping.{linears[-1]}.bias"}
+    assert moved(whole) == {f"mapping.{name}" for name, _ in model.mapping.named_parameters()}  # never the circuit
+    distance = {
+        key: sum(float((p - start[name]).square().sum()) for name, p in tuned.named_parameters())
+        for key, tuned in (("free", whole), ("held", held))
+    }
+    assert distance["held"] < distance["free"]
+    assert moved(model) == set()  # the trained model itself is untouched
+    folds = validate(model, estimates, data, data, 0.9, FinetuneSettings(steps=2))
+    assert set(folds) == {"before", "after", "drop_recovered"} and 0 <= folds["after"] <= 1

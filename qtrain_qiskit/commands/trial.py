@@ -16,7 +16,32 @@ from pathlib import Path
 
 from ..cli import run_main
 from ..config import ConfigError, StrictParser
+from ..finetune import PARAMS, SOURCES
 from ..trial import TrialSettings, run_trial
+
+
+def _finetune_arguments(parser: StrictParser, defaults: TrialSettings) -> None:
+    """The fine-tune's flags (`qtrain_qiskit.finetune`); their defaults are `TrialSettings`'."""
+    parser.add_argument("--finetune-steps", type=int, default=defaults.finetune_steps, help="steps on the measured P")
+    parser.add_argument("--finetune-lr", type=float, default=defaults.finetune_lr, help="Adam's learning rate")
+    parser.add_argument(
+        "--finetune-source",
+        choices=SOURCES,
+        default=defaults.finetune_source,
+        help="one estimate per step, their mean, or a fresh --shots draw from their mean",
+    )
+    parser.add_argument(
+        "--finetune-params", choices=PARAMS, default=defaults.finetune_params, help="the mapping, or its last layer"
+    )
+    parser.add_argument(
+        "--finetune-prox", type=float, default=defaults.finetune_prox, help="L2 pull toward the trained mapping"
+    )
+    parser.add_argument("--finetune-batch", type=int, default=defaults.finetune_batch, help="training images a step")
+    parser.add_argument(
+        "--finetune-search",
+        action="store_true",
+        help="also run the settings search (validation split): OUT/finetune_search.md",
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -32,9 +57,14 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--max-qpu-seconds", type=float, default=defaults.max_qpu_seconds, help="refuse plans above")
     parser.add_argument("--ibm-mode", default=defaults.mode, help="batch or job (the Open Plan has no session)")
-    parser.add_argument("--finetune-steps", type=int, default=defaults.finetune_steps, help="steps on the measured P")
+    _finetune_arguments(parser, defaults)
     parser.add_argument("--seed", type=int, default=defaults.seed, help="transpiler, simulator, fine-tune seed")
     args = parser.parse_args(argv)
+    if args.finetune_lr <= 0 or args.finetune_prox < 0 or args.finetune_batch < 1:
+        raise ConfigError(
+            "--finetune-lr must be > 0, --finetune-prox >= 0 and --finetune-batch >= 1, got "
+            f"{args.finetune_lr}, {args.finetune_prox}, {args.finetune_batch}"
+        )
     for name in ("shots", "calibration_shots", "repeats", "finetune_steps"):
         if getattr(args, name) < (0 if name == "finetune_steps" else 1):
             raise ConfigError(f"--{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
@@ -49,6 +79,12 @@ def main(argv: list[str] | None = None) -> int:
         max_qpu_seconds=args.max_qpu_seconds,
         mode=args.ibm_mode,
         finetune_steps=args.finetune_steps,
+        finetune_lr=args.finetune_lr,
+        finetune_source=args.finetune_source,
+        finetune_params=args.finetune_params,
+        finetune_prox=args.finetune_prox,
+        finetune_batch=args.finetune_batch,
+        finetune_search=args.finetune_search,
         seed=args.seed,
     )
     result = run_trial(settings)
