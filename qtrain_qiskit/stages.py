@@ -33,7 +33,6 @@ class StageInputs:
 @dataclass(frozen=True)
 class Stage:
     name: str
-    help: str
     runs_circuit: bool  # executes the ansatz on the configured backend
     measured: bool  # its P is a distribution the run can sample under --train-shots
     build: Callable[[StageInputs], nn.Module]
@@ -54,44 +53,39 @@ def _nothing(circuit: QuantumCircuit) -> int:
 STAGES: dict[str, Stage] = {
     stage.name: stage
     for stage in (
-        Stage("trained", "the trained circuit", True, True, lambda s: s.quantum_layer(), _angles),
-        Stage(
+        Stage("trained", True, True, lambda s: s.quantum_layer(), _angles),  # the trained circuit
+        Stage(  # the circuit frozen at its initial angles
             "frozen",
-            "the circuit frozen at its initial angles",
             True,
             True,
             lambda s: s.quantum_layer().requires_grad_(False),
             _nothing,
         ),
-        Stage(
+        Stage(  # a fixed Dirichlet(1) probability vector per seed (no circuit)
             "random_vector",
-            "a fixed Dirichlet(1) probability vector per seed (no circuit)",
             False,
             False,
             lambda s: FixedProbabilities(s.circuit.num_qubits, s.seed),
             _nothing,
         ),
-        Stage(
+        Stage(  # the ansatz without CNOTs, trained
             "separable",
-            "the ansatz without CNOTs, trained",
             True,
             True,
             lambda s: s.quantum_layer(),
             _angles,
             entanglement="none",
         ),
-        Stage(
+        Stage(  # a classical energy model of P with the circuit's parameter count, trained (no circuit)
             "classical_generator",
-            "a classical energy model of P with the circuit's parameter count, trained (no circuit)",
             False,
             True,
             lambda s: EnergyGenerator(s.circuit.num_qubits, s.circuit.num_parameters),
             lambda circuit: generator_size(circuit.num_qubits, circuit.num_parameters),
             refuses=("entanglement", "init", "init_scale"),
         ),
-        Stage(
+        Stage(  # the mapping sees the basis bits only
             "none",
-            "the mapping sees the basis bits only",
             False,
             False,
             lambda s: NoCircuit(),
