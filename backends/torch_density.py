@@ -48,6 +48,7 @@ from .registry import register
 from .torch_statevector import PARAMETERIZED_GATES, _angle_reference, _gate_matrices
 
 IGNORED = ("barrier", "measure", "delay")  # delay's relaxation is the channel the noise passes add after it
+POOL_BYTES = 64 * 2**20  # state buffers a compiled circuit keeps between steps (`_Lease`)
 AER_ERROR_THRESHOLD = 1e-10  # qiskit-aer's QuantumError threshold (C++ default), see `_kraus`
 PAULIS = np.array([[[1, 0], [0, 1]], [[0, 1], [1, 0]], [[0, -1j], [1j, 0]], [[1, 0], [0, -1]]])
 # From the entries rho[r, c] (index 2r + c) of one qubit to its coordinates Tr(P_i rho) / sqrt(2).
@@ -398,7 +399,8 @@ class _Lease:
     """A state-sized buffer of the program's pool, given back when the autograd graph that holds it goes.
 
     Each step would otherwise allocate ~50 fresh states (128 KiB for 7 qubits: above glibc's mmap
-    threshold, so each is a new mapping and its pages fault in): that was a third of the step."""
+    threshold, so each is a new mapping whose pages fault in). The pool keeps up to four buffers (a
+    graph may be freed after the next step has begun) and `POOL_BYTES`: wide circuits' are freed."""
 
     def __init__(self, pool: list[torch.Tensor], shape: tuple[int, ...], like: torch.Tensor) -> None:
         match = next((i for i, t in enumerate(pool) if t.shape == shape and t.dtype == like.dtype), None)
@@ -406,7 +408,8 @@ class _Lease:
         self.tensor = pool.pop(match) if match is not None else like.new_empty(shape)
 
     def __del__(self) -> None:
-        if len(self.pool) < 4:
+        held = sum(t.numel() * t.element_size() for t in self.pool)
+        if len(self.pool) < 4 and held + self.tensor.numel() * self.tensor.element_size() <= POOL_BYTES:
             self.pool.append(self.tensor)
 
 

@@ -145,7 +145,7 @@ def test_the_fine_tune_moves_what_its_settings_name_and_is_validated_on_left_out
     assert moved(last) == {f"mapping.{linears[-1]}.weight", f"mapping.{linears[-1]}.bias"}
     assert moved(whole) == {f"mapping.{name}" for name, _ in model.mapping.named_parameters()}  # never the circuit
     distance = {
-        key: sum(float((p - start[name]).square().sum()) for name, p in tuned.named_parameters())
+        key: sum(float((p.detach() - start[name]).square().sum()) for name, p in tuned.named_parameters())
         for key, tuned in (("free", whole), ("held", held))
     }
     assert distance["held"] < distance["free"]
