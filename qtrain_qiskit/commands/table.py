@@ -5,6 +5,7 @@ qtrain-table targets docs/results/hardware/runs --out docs/results/hardware/targ
 qtrain-table device-in-the-loop docs/results/hardware/device_in_the_loop --out .../table.md
 qtrain-table device-in-the-loop docs/results/hardware/device_in_the_loop --level2 --out .../table_level2.md
 qtrain-table noise-aware docs/results/noise_aware --out docs/results/noise_aware/table.md
+qtrain-table noise-aware docs/results/noise_aware_quantum --devices fake_torino,fake_sherbrooke --out .../table.md
 qtrain-table layout --out docs/results/hardware/layout/table.md
 qtrain-table steps-to-val 0.90 docs/results/start/runs_hb/mnist_425_hb4_seed? --out docs/results/start/steps_hb.md
 
@@ -36,6 +37,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     loop.add_argument("--level2", action="store_true", help="the ten-evaluation re-measurement in level2/")
     aware = tables.add_parser("noise-aware", help="noise-aware beside shot-only training, read on fake devices")
     aware.add_argument("folder", type=Path, help="folder of eval_shots.jsonl and eval_noise.jsonl")
+    aware.add_argument(
+        "--devices", default=",".join(hardware.NOISE_AWARE_DEVICES), help="rows, the trained-under device first"
+    )
     layout = tables.add_parser("layout", help="transpiler levels 1 and 2 on fake devices: qubits and errors")
     layout.add_argument("--qubits", type=int, default=7, help="qubits of the chain [7]")
     layout.add_argument("--blocks", type=int, default=8, help="ansatz blocks [8]")
@@ -57,7 +61,7 @@ def build(args: argparse.Namespace) -> str:
         make = hardware.device_in_the_loop_level2_table if args.level2 else hardware.device_in_the_loop_table
         return make(args.folder)
     if args.table == "noise-aware":
-        return hardware.noise_aware_table(args.folder)
+        return hardware.noise_aware_table(args.folder, args.devices.split(","))
     if args.table == "layout":
         return hardware.layout_table(args.qubits, args.blocks)
     return start.steps_to_val_table(args.threshold, args.runs)
