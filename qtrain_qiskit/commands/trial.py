@@ -11,6 +11,7 @@ M3 calibration and the job ledger (jobs.jsonl).
 
 from __future__ import annotations
 
+import argparse
 import sys
 from pathlib import Path
 
@@ -20,7 +21,7 @@ from ..finetune import PARAMS, SOURCES
 from ..trial import TrialSettings, run_trial
 
 
-def _finetune_arguments(parser: StrictParser, defaults: TrialSettings) -> None:
+def _finetune_arguments(parser: argparse._ArgumentGroup, defaults: TrialSettings) -> None:
     """The fine-tune's flags (`qtrain_qiskit.finetune`); their defaults are `TrialSettings`'."""
     parser.add_argument("--finetune-steps", type=int, default=defaults.finetune_steps, help="steps on the measured P")
     parser.add_argument("--finetune-lr", type=float, default=defaults.finetune_lr, help="Adam's learning rate")
@@ -48,17 +49,18 @@ def main(argv: list[str] | None = None) -> int:
     defaults = TrialSettings(run="", device="", out="")
     parser = StrictParser(description=__doc__.splitlines()[0], allow_abbrev=False)
     parser.add_argument("run", help="a trained run directory")
-    parser.add_argument("--ibm-backend", required=True, help="device name (ibm_*), or fake_* for the local rehearsal")
-    parser.add_argument("--out", help="trial folder (default RUN/trial_<device>)")
-    parser.add_argument("--shots", type=int, default=defaults.shots, help="shots of each circuit job")
-    parser.add_argument("--calibration-shots", type=int, default=defaults.calibration_shots, help="per M3 circuit")
-    parser.add_argument(
+    device = parser.add_argument_group("device and plan")
+    device.add_argument("--ibm-backend", required=True, help="device name (ibm_*), or fake_* for the local rehearsal")
+    device.add_argument("--shots", type=int, default=defaults.shots, help="shots of each circuit job")
+    device.add_argument("--calibration-shots", type=int, default=defaults.calibration_shots, help="per M3 circuit")
+    device.add_argument(
         "--repeats", type=int, default=defaults.repeats, help="jobs per variant (>= 2 to judge the fine-tune)"
     )
-    parser.add_argument("--max-qpu-seconds", type=float, default=defaults.max_qpu_seconds, help="refuse plans above")
-    parser.add_argument("--ibm-mode", default=defaults.mode, help="batch or job (the Open Plan has no session)")
-    _finetune_arguments(parser, defaults)
-    parser.add_argument("--seed", type=int, default=defaults.seed, help="transpiler, simulator, fine-tune seed")
+    device.add_argument("--max-qpu-seconds", type=float, default=defaults.max_qpu_seconds, help="refuse plans above")
+    device.add_argument("--ibm-mode", default=defaults.mode, help="batch or job (the Open Plan has no session)")
+    device.add_argument("--seed", type=int, default=defaults.seed, help="transpiler, simulator, fine-tune seed")
+    _finetune_arguments(parser.add_argument_group("fine-tune of the mapping on the measured P"), defaults)
+    parser.add_argument_group("output").add_argument("--out", help="trial folder (default RUN/trial_<device>)")
     args = parser.parse_args(argv)
     if args.finetune_lr <= 0 or args.finetune_prox < 0 or args.finetune_batch < 1:
         raise ConfigError(
