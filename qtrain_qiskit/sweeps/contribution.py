@@ -247,7 +247,8 @@ def write_map_report(plan: MapPlan, out: Path) -> list[Path]:
         f"(the bootstrap over {len(plan.seeds)} seeds is crude: its interval spans the per-seed leads). "
         f"{plan.device}: the trained circuit's best-validation weights read at {plan.device_shots} shots. Readout SNR: "
         "spread of the exact P over the used outcomes / shot noise of one outcome at that budget (below ~1 a device "
-        "cannot tell the trained values apart). Device SNR: the same spread / the rms error of the device's reading. "
+        "cannot tell the trained values apart). Device SNR: the same spread / the rms error of the device's reading "
+        "beyond the offset and scale that the standard feature removes. "
         "Needed SNR: the least shot-noise SNR at which the model stays within 1 point of its exact accuracy "
         "(docs/contribution.md); a model whose device SNR is below it cannot be read from that device.\n\n"
     )
