@@ -125,6 +125,17 @@ def test_refuses_a_folder_of_unrelated_runs_or_another_map(tmp_path, small_map):
     assert status == 2 and "not a contribution map" in err, err
 
 
+def test_refuses_the_same_map_with_its_axes_in_another_order(small_map):
+    """The axes' order names the runs: resumed in another order, the map would train them all again."""
+    out, args, _ = small_map
+    i = args.index("weights_per_state=1,8")
+    swapped = [*args[: i - 1], "--axis", "blocks=5", "--axis", "weights_per_state=1,8", *args[i + 3 :]]
+    runs = sorted(p.name for p in (out / "runs").iterdir())
+    status, _, err = run_script_inprocess("contribution_map.py", *swapped)
+    assert status == 2 and "in the map's order: weights_per_state, blocks" in err, err
+    assert sorted(p.name for p in (out / "runs").iterdir()) == runs
+
+
 def test_readout_snr_of_a_porter_thomas_distribution_is_sqrt_shots_per_outcome():
     """Exponential P over 2^N outcomes (Porter-Thomas): spread = mean = 2^-N and shot noise
     sqrt(P / S), so SNR = sqrt(S / 2^N); 2^12 draws put the estimate within ~3% of it."""

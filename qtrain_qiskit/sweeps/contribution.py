@@ -73,8 +73,11 @@ def open_map(out: Path, plan: MapPlan) -> None:
     """Start a new map in ``out`` or resume the same one; refuse a folder that holds anything else."""
     manifest = out / MANIFEST
     if manifest.exists():
-        if json.loads(manifest.read_text()) != json.loads(plan.to_json()):
+        held = json.loads(manifest.read_text())
+        if held != json.loads(plan.to_json()):
             raise ConfigError(f"{out} holds another map (its {MANIFEST} differs): choose a new --out")
+        if list(held["axes"]) != list(plan.axes):  # equal as dicts, but the order names the runs
+            raise ConfigError(f"{out}: give the --axis flags in the map's order: {', '.join(held['axes'])}")
         return
     if out.exists() and any(out.iterdir()):
         raise ConfigError(f"{out} is not empty and holds no {MANIFEST}: not a map folder; choose a new --out")
