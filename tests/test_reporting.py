@@ -38,9 +38,13 @@ def test_kept_csv_regenerates_its_results_and_comparison_tables(folder):
         (["device-in-the-loop", str(RESULTS / "hardware" / "device_in_the_loop")], None),
         (["device-in-the-loop", str(RESULTS / "hardware" / "device_in_the_loop"), "--level2"], None),
         (["noise-aware", str(RESULTS / "noise_aware")], "noise_aware/table.md"),
+        (
+            ["noise-aware", str(RESULTS / "noise_aware_quantum"), "--devices", "fake_torino,fake_sherbrooke"],
+            "noise_aware_quantum/table.md",
+        ),
         (["steps-to-val", "0.9", *map(str, sorted(RESULTS.glob("start/runs_hb/mnist_425_hb4_seed?")))], None),
     ],
-    ids=["shipped", "targets", "device-in-the-loop", "level2", "noise-aware", "steps-to-val"],
+    ids=["shipped", "targets", "device-in-the-loop", "level2", "noise-aware", "noise-aware-quantum", "steps-to-val"],
 )
 def test_table_command_writes_the_kept_table(tmp_path, argv, kept):
     """--out writes what is printed; where the file is one command's whole output, it is the kept file."""
