@@ -138,3 +138,11 @@ def test_every_commands_help_fits_the_width_in_groups(command, capsys):
     titles = [line for line in lines if re.fullmatch(r"[a-z][a-z_: ,()\-]*:", line)]
     flags = [line for line in lines if line.startswith("  --")]
     assert len(flags) <= 12 or len(titles) >= 3, f"{command}: {len(flags)} flags in {titles}"
+
+
+def test_noise_aware_table_names_the_missing_readings_in_one_line(tmp_path, capsys):
+    for name in ("eval_shots.jsonl", "eval_noise.jsonl"):
+        (tmp_path / name).write_text((RESULTS / "noise_aware_quantum" / name).read_text())
+    assert run_main(table.main, ["noise-aware", str(tmp_path), "--devices", "fake_torino,fake_nowhere"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "no reading of fake_nowhere seed 0" in err, err

@@ -16,6 +16,7 @@ from typing import Any
 
 import yaml
 
+from ..config import ConfigError
 from .tables import markdown_table
 
 SEEDS = (0, 1, 2)
@@ -201,6 +202,10 @@ def noise_aware_table(folder: Path, devices: Sequence[str] = NOISE_AWARE_DEVICES
     at 8,192 shots: mean (min-max) over seeds and the per-seed difference, from the two arms' JSONL."""
     arms = [_evaluations(folder / name) for name in NOISE_AWARE_ARMS.values()]
     seeds = sorted({seed for _, seed in arms[0]})
+    for name, arm in zip(NOISE_AWARE_ARMS.values(), arms, strict=True):
+        missing = [f"{d} seed {s}" for d in devices for s in seeds if (d, s) not in arm]
+        if missing:
+            raise ConfigError(f"{folder / name} has no reading of {', '.join(missing)}: run qtrain-evaluate-devices")
 
     def row(label: str, key: str, device: str) -> list[str]:
         values = [[arm[(device, s)][key] for s in seeds] for arm in arms]
