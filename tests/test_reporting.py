@@ -30,7 +30,7 @@ def test_kept_csv_regenerates_its_results_and_comparison_tables(folder):
     assert comparison_table(groups) == (folder / "comparison.md").read_text()
 
 
-FIVE = "fake_fez,fake_kingston,fake_marrakesh,fake_brisbane"  # the noise-aware tables' other unseen devices
+OTHER_UNSEEN = "fake_fez,fake_kingston,fake_marrakesh,fake_brisbane"  # the noise-aware tables' other unseen devices
 
 
 @pytest.mark.parametrize(
@@ -42,7 +42,7 @@ FIVE = "fake_fez,fake_kingston,fake_marrakesh,fake_brisbane"  # the noise-aware 
         (["device-in-the-loop", str(RESULTS / "hardware" / "device_in_the_loop"), "--level2"], None),
         (["noise-aware", str(RESULTS / "noise_aware")], "noise_aware/table.md"),
         (
-            ["noise-aware", str(RESULTS / "noise_aware_quantum"), "--devices", f"fake_torino,fake_sherbrooke,{FIVE}"],
+            ["noise-aware", str(RESULTS / "noise_aware_quantum"), "--devices", f"fake_torino,fake_sherbrooke,{OTHER_UNSEEN}"],
             "noise_aware_quantum/table.md",
         ),
         (["steps-to-val", "0.9", *map(str, sorted(RESULTS.glob("start/runs_hb/mnist_425_hb4_seed?")))], None),
