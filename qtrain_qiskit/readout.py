@@ -37,10 +37,6 @@ if TYPE_CHECKING:
 SHOT_LADDER = tuple(1024 * 4**rung for rung in range(8))
 
 
-def _spread(probs: torch.Tensor | np.ndarray, used: int) -> float:
-    return float(torch.as_tensor(probs).double()[:used].std())
-
-
 def readout_snr(probs: torch.Tensor, used: int, shots: int) -> float:
     """How well ``shots`` resolve the first ``used`` outcomes of ``probs``: their spread divided by
     the shot noise of one outcome's estimate (rms of sqrt(P (1 - P) / S)).
@@ -68,7 +64,7 @@ def error_snr(probs: torch.Tensor, estimate: torch.Tensor, used: int) -> float:
     if slope <= 0:  # nothing of P survives in the estimate
         return 0.0
     error = ((q - q.mean()) / slope - (p - p.mean())).pow(2).mean().sqrt()
-    return _spread(p, used) / max(float(error), 1e-30)
+    return float(p.std()) / max(float(error), 1e-30)
 
 
 def shot_response(
@@ -116,7 +112,8 @@ def summarize(
     batch_size: int,
     seed: int = 0,
 ) -> dict[str, Any]:
-    """Exact and read accuracies of one trained model, with the available and needed SNRs."""
+    """The exact accuracy of one trained model, its shot-ladder response, the SNRs that ``shots`` shots
+    and the device's ``reading`` give, and the SNR it needs."""
     exact_accuracy = score(model, data, batch_size, probs=probs)[1]
     response = shot_response(model, probs, data, used=used, batch_size=batch_size, seed=seed)
     return {

@@ -24,11 +24,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..ansatz import states_for
 from ..config import ConfigError, apply, from_yaml_and_flags, validate
 from ..readout import summarize
 from ..rundir import SUMMARY_FILE, write_atomic, write_text
-from ..targets import build_target, count_parameters
 from .grid import grid_points, point_name, stage_overrides
 
 VARIANTS = ("trained", "frozen", "random_vector", "classical_generator")
@@ -137,7 +135,7 @@ def device_accuracy(run: Path, device: str, shots: int) -> dict[str, Any]:
     data = test_split(config)
     with torch.no_grad():
         probs, reading = model.quantum().double(), reader.quantum().double()
-    used = states_for(count_parameters(build_target(config.model.target)), config.model.weights_per_state)
+    used = model.mapping.num_rows  # the outcomes that generate weights: ceil(M / k)
     batch = config.train.eval_batch_size
     result = {
         "backend": "aer_noisy",
