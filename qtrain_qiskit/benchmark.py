@@ -246,23 +246,59 @@ def alternate(steps: dict[str, Callable[[], None]], repeats: int, warmup: int) -
     return out
 
 
+def part_steps(model: Any) -> dict[str, Callable[[], None]]:
+    """The two parts a QT step adds to the classical one, each forward and backward on its own.
+
+    ``circuit``: angles -> P (with the train-shot draw where configured), then the backend's reverse
+    pass for a fixed random cotangent. ``mapping``: a fixed P -> generated weights (centring and
+    scale included) and back. The classical step plus both is what a QT step cannot go below
+    whatever the glue between them costs: the floor its ratio is measured against.
+    """
+    from .shot_noise import straight_through_shots
+
+    model.train()
+    probs = model.quantum().detach()
+    probs_cotangent = torch.randn_like(probs)
+    weights_cotangent = torch.randn_like(model.weights_from_probabilities(probs).detach())
+
+    def circuit() -> None:
+        out = model.quantum()
+        out = straight_through_shots(out, model.train_shots) if model.train_shots else out
+        (out * probs_cotangent).sum().backward()
+
+    def mapping() -> None:
+        (model.weights_from_probabilities(probs) * weights_cotangent).sum().backward()
+
+    return {"circuit": circuit, "mapping": mapping}
+
+
 def compare_steps(entries: Sequence[tuple], configs: Path, common: dict[str, Any], repeats: int, warmup: int,
-                  threads: int | None = None) -> list[dict[str, Any]]:  # fmt: skip
+                  threads: int | None = None, parts: bool = False) -> list[dict[str, Any]]:  # fmt: skip
     """The entries' training steps alternated in this process; each row with its ratio to its baseline.
 
     ``threads`` sets torch's intra-op threads (None: torch's default) before anything is built.
+    ``parts``: every QT entry's circuit and mapping (`part_steps`) are timed in the same turns, as
+    rows "<label> / circuit" and "<label> / mapping" with their ratios to the same baseline.
     """
     if threads:
         torch.set_num_threads(threads)
     built = {label: training_step(suite_config(source, flags, configs, common)) for label, source, flags, _ in entries}
-    timed = alternate({label: step for label, (_, step) in built.items()}, repeats, warmup)
-    rows = []
+    steps = {label: step for label, (_, step) in built.items()}
+    part_rows = []
     for label, source, flags, baseline in entries:
+        if parts and baseline is not None:
+            for part, step in part_steps(built[label][0]).items():
+                steps[f"{label} / {part}"] = step
+                part_rows.append((f"{label} / {part}", source, {**flags, "part": part}, baseline))
+    timed = alternate(steps, repeats, warmup)
+    rows = []
+    for label, source, flags, baseline in [*entries, *part_rows]:
         row = {"step": label, "config": source or "defaults (configs/mnist.yaml)", "flags": flags, **timed[label]}
         if baseline is not None:
             row["ratio"] = timed[label]["median_ms"] / timed[baseline]["median_ms"]
             row["cpu_ratio"] = timed[label]["median_cpu_ms"] / timed[baseline]["median_cpu_ms"]
-        rows.append({**row, "trainable_params": built[label][0].parameter_counts()["trainable_params"],
+        model = built[label.split(" / ")[0]][0]
+        rows.append({**row, "trainable_params": model.parameter_counts()["trainable_params"],
                      "torch_threads": torch.get_num_threads()})  # fmt: skip
     return rows
 
@@ -280,17 +316,19 @@ def peak_memory(entry: tuple, configs: Path, common: dict[str, Any], steps: int)
     }
 
 
-def run_suite(configs: Path, repeats: int, warmup: int, threads: int | None, cifar: bool) -> dict[str, Any]:
+def run_suite(
+    configs: Path, repeats: int, warmup: int, threads: int | None, cifar: bool, parts: bool = False
+) -> dict[str, Any]:
     """The MNIST suite alternated in one spawned process and, with ``cifar``, the CIFAR pair in another,
-    with each CIFAR step's peak memory from a process of its own."""
+    with each CIFAR step's peak memory from a process of its own (``parts``: see `compare_steps`)."""
     common = {"batch_size": 64}
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(1, mp_context=context) as pool:
-        result = {"mnist": pool.submit(compare_steps, SUITE, configs, common, repeats, warmup, threads).result()}
+        result = {"mnist": pool.submit(compare_steps, SUITE, configs, common, repeats, warmup, threads, parts).result()}
     if cifar:
         with ProcessPoolExecutor(1, mp_context=context) as pool:
             result["cifar10"] = pool.submit(
-                compare_steps, CIFAR_SUITE, configs, common, repeats, warmup, threads
+                compare_steps, CIFAR_SUITE, configs, common, repeats, warmup, threads, parts
             ).result()
         result["cifar10_memory"] = [peak_memory(entry, configs, common, 2) for entry in CIFAR_SUITE]
     return result

@@ -15,7 +15,7 @@ from qiskit.quantum_info import Statevector
 
 from qtrain_qiskit import backends
 from qtrain_qiskit.ansatz import build_ansatz
-from qtrain_qiskit.benchmark import CIFAR_SUITE, SUITE, suite_config
+from qtrain_qiskit.benchmark import CIFAR_SUITE, SUITE, compare_steps, suite_config
 from qtrain_qiskit.commands.train import MAIN_JOB, run_config
 from qtrain_qiskit.config import Config, apply, build_parser, load_yaml
 
@@ -155,3 +155,27 @@ def test_every_benchmark_suite_entry_is_a_valid_configuration():
         config = suite_config(source, flags, REPO / "configs", {"batch_size": 64})
         assert config.train.batch_size == 64 and (baseline is None or baseline in labels), label
     assert suite_config(*SUITE[2][1:3], REPO / "configs", {}).execution.backend == "aer_statevector"
+
+
+def test_suite_parts_time_the_circuit_and_the_mapping_each_alone():
+    """--parts adds, per QT entry, its circuit and its mapping timed in the same turns, and each part's
+    backward reaches only its own parameters (the circuit's angles, the mapping's weights)."""
+    entries = SUITE[:2] + SUITE[3:4]  # classical, torch reference, mnist_hardware (with its train shots)
+    rows = compare_steps(entries, REPO / "configs", {"batch_size": 8}, repeats=1, warmup=0, parts=True)
+    labels = [row["step"] for row in rows]
+    assert labels[:3] == [label for label, *_ in entries]
+    assert labels[3:] == [f"{entries[i][0]} / {part}" for i in (1, 2) for part in ("circuit", "mapping")]
+    assert all(row["cpu_ratio"] > 0 and row["flags"]["part"] in ("circuit", "mapping") for row in rows[3:])
+
+    from qtrain_qiskit.benchmark import part_steps, training_step
+
+    model, _ = training_step(suite_config(SUITE[3][1], SUITE[3][2], REPO / "configs", {"batch_size": 8}))
+    parts = part_steps(model)
+    for part, touched, untouched in (
+        ("circuit", model.quantum, model.mapping),
+        ("mapping", model.mapping, model.quantum),
+    ):
+        model.zero_grad(set_to_none=True)
+        parts[part]()
+        assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in touched.parameters()), part
+        assert all(p.grad is None for p in untouched.parameters()), part

@@ -49,6 +49,9 @@ def main(argv: list[str] | None = None) -> int:
         )
         parser.add_argument("--threads", type=int, help="with --suite: torch intra-op threads (default: torch's)")
         parser.add_argument("--no-cifar", action="store_true", help="with --suite: leave out the 19-qubit CIFAR pair")
+        parser.add_argument(
+            "--parts", action="store_true", help="with --suite: also time each QT step's circuit and mapping alone"
+        )
         parser.add_argument("--configs", default="configs", help="with --suite: folder of the shipped config files")
         parser.add_argument("--out", metavar="DIR", help="with --suite: also write suite.json and suite.md there")
         parser.add_argument(
@@ -87,7 +90,7 @@ def suite(args: argparse.Namespace) -> int:
         raise ConfigError(f"--configs: {configs} does not hold the shipped config files (run from the checkout)")
     if args.threads is not None and args.threads < 1:
         raise ConfigError(f"--threads must be >= 1, got {args.threads}")
-    result = run_suite(configs, args.steps, args.warmup, args.threads, cifar=not args.no_cifar)
+    result = run_suite(configs, args.steps, args.warmup, args.threads, cifar=not args.no_cifar, parts=args.parts)
     table = suite_table(result)
     print(table)
     if args.out:
