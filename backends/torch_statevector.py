@@ -35,6 +35,7 @@ from qiskit import QuantumCircuit
 from qiskit.circuit import ParameterExpression
 
 from .base import Backend
+from .compiled_sweep import COMPILED_QUBITS, CompiledPlan, CompiledProbabilities, angle_gradient
 from .options import BackendOptions, option
 from .registry import register
 
@@ -76,6 +77,7 @@ class _Program:
     # ("layer", layer) | ("perm", gather index) | ("diag", sign vector), in circuit order
     ops: list[tuple[str, object]] = field(default_factory=list)
     adjoint: _AdjointPlan | None = None  # the reverse sweep, where the circuit allows it
+    compiled: CompiledPlan | None = None  # `compiled_sweep`'s arrays, built on first use
     kron: tuple[torch.Tensor, list[int]] | None = None  # `_kron_index`, built on first use
 
 
@@ -597,9 +599,19 @@ class TorchStatevectorBackend(Backend):
         autograd node; otherwise autograd records every operation of the simulation.
         """
         program = self.program(circuit)
+        if program.adjoint is not None and self._compiled(program, values):
+            return CompiledProbabilities.apply(values, program, self.dtype)
         if program.adjoint is not None and values.requires_grad and torch.is_grad_enabled():
             return _AdjointProbabilities.apply(values, program, self.dtype)
         return simulate(program, values, self.dtype)
+
+    def _compiled(self, program: _Program, values: torch.Tensor) -> bool:
+        """Whether one parameter set of this small circuit runs as `compiled_sweep`'s two loops (CPU)."""
+        if self.device.type != "cpu" or len(values) != 1 or program.num_qubits > COMPILED_QUBITS:
+            return False
+        if program.compiled is None:
+            program.compiled = CompiledPlan(program, self.dtype)
+        return True
 
     def vjp_from_state(
         self, circuit: QuantumCircuit, values: np.ndarray, grad: np.ndarray, state: np.ndarray | None = None
@@ -611,6 +623,11 @@ class TorchStatevectorBackend(Backend):
             return self._vjp(circuit, values, grad)
         with torch.no_grad(), _one_thread(program, self.device):
             tensor = torch.as_tensor(values, device=self.device)
+            if state is not None and self._compiled(program, tensor):
+                final = np.ascontiguousarray(state.real.reshape(-1), dtype=np.float32 if self.dtype == torch.float32
+                                             else np.float64)  # fmt: skip
+                matrices = _slot_matrices(program, tensor.to(self.dtype), self.dtype)
+                return angle_gradient(program, matrices, final, np.asarray(grad)).double().numpy()
             if state is None:
                 final, factors = amplitudes(program, tensor, self.dtype)
             else:

@@ -70,6 +70,32 @@ def test_reverse_sweep_matches_finite_differences(name):
     np.testing.assert_allclose(engine.vjp(circuit, values, grad), expected, rtol=1e-6, atol=1e-8)
 
 
+@pytest.mark.parametrize("name", ["linear_3x3", "circular_6x2", "mixed", "linear_11x2", "linear_12x2"])
+def test_one_small_parameter_set_runs_compiled_and_matches_statevector_and_finite_differences(name):
+    """Up to COMPILED_QUBITS one parameter set on CPU runs as `compiled_sweep`'s two loops (cz's signs,
+    swap's and cx's gathers, fixed gates before an RY included); 12 qubits keep the torch sweep."""
+    circuit = {**ry_circuits(), "linear_12x2": build_ansatz(12, 2)}[name]
+    rng = np.random.default_rng(len(name))
+    values = rng.uniform(-np.pi, np.pi, (1, circuit.num_parameters))
+    weights = rng.normal(size=(1, 2**circuit.num_qubits))
+    gradients = {}
+    for precision in ("float64", "float32"):
+        engine = backends.get_backend("torch_statevector", precision=precision)
+        angles = torch.tensor(values, dtype=getattr(torch, precision), requires_grad=True)
+        probs = engine.torch_probabilities(circuit, angles)
+        compiled = circuit.num_qubits <= backends.compiled_sweep.COMPILED_QUBITS
+        assert probs.grad_fn.name() == (
+            "CompiledProbabilitiesBackward" if compiled else "_AdjointProbabilitiesBackward"
+        )
+        (probs * torch.tensor(weights, dtype=probs.dtype)).sum().backward()
+        gradients[precision] = angles.grad.double().numpy()
+        tolerance = 1e-10 if precision == "float64" else 1e-6
+        np.testing.assert_allclose(probs.detach().double().numpy(), probabilities(circuit, values), atol=tolerance)
+    expected = finite_difference_vjp(circuit, values, weights)
+    np.testing.assert_allclose(gradients["float64"], expected, rtol=1e-6, atol=1e-8)
+    np.testing.assert_allclose(gradients["float32"], expected, atol=1e-5)
+
+
 def test_an_angle_under_a_later_gate_takes_autograd_and_stays_exact():
     t = ParameterVector("t", 2)
     circuit = QuantumCircuit(2)
