@@ -17,14 +17,11 @@ thread: 7 qubits 0.44 ms against 1.43; 11 qubits 0.88 against 1.68; 12 qubits 2.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
 from numba import njit
-
-if TYPE_CHECKING:
-    from .torch_statevector import _Program
 
 COMPILED_QUBITS = 11  # circuits of at most this many qubits take the compiled path on CPU (12: slower)
 LAYER, PERM, DIAG = 0, 1, 2
@@ -100,9 +97,12 @@ def _reverse(matrices: np.ndarray, kinds: np.ndarray, args: np.ndarray, inverse_
 
 
 class CompiledPlan:
-    """A compiled engine program as the arrays the two loops read (built once per program)."""
+    """A compiled engine program as the arrays the two loops read (built once per program).
 
-    def __init__(self, program: _Program, dtype: torch.dtype) -> None:
+    ``program`` is the torch engine's `_Program` (typed loosely: that module imports this one).
+    """
+
+    def __init__(self, program: Any, dtype: torch.dtype) -> None:
         self.dtype = np.float32 if dtype == torch.float32 else np.float64
         perms = [data.cpu().numpy() for kind, data in program.ops if kind == "perm"]
         signs = [data.cpu().numpy() for kind, data in program.ops if kind == "diag"]
@@ -133,9 +133,7 @@ class CompiledPlan:
         return _reverse(mats, self.kinds, self.args, self.inverse_perms, self.signs, state.copy(), adjoint)
 
 
-def angle_gradient(
-    program: _Program, matrices: torch.Tensor, state: np.ndarray, grad_probs: np.ndarray
-) -> torch.Tensor:
+def angle_gradient(program: Any, matrices: torch.Tensor, state: np.ndarray, grad_probs: np.ndarray) -> torch.Tensor:
     """Gradient (1, P) of sum(grad_probs * state^2) from the final ``state`` (2^n,) of one parameter set,
     computed by this engine or by another exact simulator of the same circuit (Aer's, on the card's path)."""
     adjoint = 2 * grad_probs.reshape(-1).astype(state.dtype, copy=False) * state
@@ -146,13 +144,13 @@ def angle_gradient(
 
 
 class CompiledProbabilities(torch.autograd.Function):
-    """P = state^2 of one parameter set, forward and reverse sweep each one compiled call."""
+    """P = state^2 of one parameter set, forward and reverse sweep each one compiled call.
+
+    ``matrices``: the slot matrices of ``values`` (the engine's `_slot_matrices`), built by the caller.
+    """
 
     @staticmethod
-    def forward(ctx: Any, values: torch.Tensor, program: _Program, real: torch.dtype) -> torch.Tensor:
-        from .torch_statevector import _slot_matrices
-
-        matrices = _slot_matrices(program, values.detach().to(real), real)
+    def forward(ctx: Any, values: torch.Tensor, program: Any, matrices: torch.Tensor) -> torch.Tensor:
         state = program.compiled.state(matrices)
         ctx.program, ctx.matrices, ctx.state, ctx.values_dtype = program, matrices, state, values.dtype
         return torch.from_numpy(state * state).view(1, -1)

@@ -600,7 +600,8 @@ class TorchStatevectorBackend(Backend):
         """
         program = self.program(circuit)
         if program.adjoint is not None and self._compiled(program, values):
-            return CompiledProbabilities.apply(values, program, self.dtype)
+            matrices = _slot_matrices(program, values.detach().to(self.dtype), self.dtype)
+            return CompiledProbabilities.apply(values, program, matrices)
         if program.adjoint is not None and values.requires_grad and torch.is_grad_enabled():
             return _AdjointProbabilities.apply(values, program, self.dtype)
         return simulate(program, values, self.dtype)
