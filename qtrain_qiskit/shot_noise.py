@@ -34,18 +34,9 @@ import torch
 
 
 def sample_counts(probs: torch.Tensor, shots: int) -> torch.Tensor:
-    """Outcome counts of ``shots`` draws from ``probs`` (clipped at 0 and renormalized), same shape.
-
-    Inverse-CDF sampling: one uniform per shot, then the first outcome whose cumulative probability
-    reaches it. That is the algorithm of ``torch.multinomial(..., replacement=True)`` on CPU, with the
-    same uniforms from the same generator, so the draws are identical (`tests/test_shot_noise.py`),
-    but the uniforms come in one vectorized call and the search is one `searchsorted`: half the time
-    at 8,192 shots over 128 outcomes (0.23 ms against 0.44 ms, one thread), every training step.
-    """
+    """Outcome counts of ``shots`` draws from ``probs`` (clipped at 0 and renormalized), same shape."""
     weights = probs.detach().double().clamp_min(0)
-    cumulative = torch.cumsum(weights / weights.sum(), 0)
-    uniforms = torch.rand(shots, dtype=torch.float64, device=cumulative.device)
-    draws = torch.searchsorted(cumulative / cumulative[-1], uniforms)
+    draws = torch.multinomial(weights / weights.sum(), shots, replacement=True)
     return torch.bincount(draws, minlength=len(probs)).to(probs.dtype)
 
 
