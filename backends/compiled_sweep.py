@@ -10,9 +10,11 @@ every RY angle's overlap on the way. The gate matrices and the angles' gradient 
 operations of the engine (`_slot_matrices`, the adjoint plan's columns), so what this module
 computes is only the state and the per-slot overlaps.
 
-From 12 qubits the engine's dense chunk products are faster (measured, forward and backward, one
-thread: 7 qubits 0.44 ms against 1.43; 11 qubits 0.88 against 1.68; 12 qubits 2.2 against 1.8), so
-`COMPILED_QUBITS` bounds where this path is taken.
+Forward and reverse sweep of the 8-block ansatz, one thread, 200 calls alternated with the torch
+sweep, medians (machine under load): 7 qubits 0.40 ms against 1.01; 9 qubits 0.75 against 1.58;
+11 qubits 1.64 against 2.76; 12 qubits 2.65 against 3.03, and slower than the torch sweep in an
+earlier, unalternated measurement (2.2 against 1.8): from about 12 qubits the engine's dense chunk
+products catch up, so `COMPILED_QUBITS` stops at 11.
 """
 
 from __future__ import annotations
