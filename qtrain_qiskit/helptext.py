@@ -67,8 +67,8 @@ def backend_sections(keys: Iterable[str]) -> list[tuple[str, str | None, list[st
     """(title, description, keys) of one help subgroup per registered backend with options.
 
     A key several backends share (shots, noise, ...) is listed under the first backend that
-    declares it; a later backend's title names the shared keys it also reads, so each backend's
-    group says everything it takes.
+    declares it; a later backend's title (or, where that would not fit on a line, its description)
+    names the shared keys it also reads, so each backend's group says everything it takes.
     """
     wanted, placed, out = set(keys), set(), []
     for name, cls in backends.registered().items():
@@ -79,8 +79,11 @@ def backend_sections(keys: Iterable[str]) -> list[tuple[str, str | None, list[st
         if not names:
             continue
         also = f"also reads {', '.join(shared)}" if shared else None
-        if own:
-            out.append((f"execution: {name}" + (f" ({also})" if also else ""), None, own))
+        title = f"execution: {name}" + (f" ({also})" if also else "")
+        if own and len(title) < WIDTH:
+            out.append((title, None, own))
+        elif own:  # a title too wide for one line: what it also reads goes in the description
+            out.append((f"execution: {name}", also, own))
         else:  # argparse drops a group without flags, so what it reads goes in the description
             out.append((f"execution: {name}", also, []))
     return out

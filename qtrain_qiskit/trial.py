@@ -79,6 +79,9 @@ class TrialSettings:
     finetune_batch: int = 256
     finetune_search: bool = False  # also run the reported search (`finetune.SEARCH`) on these estimates
     seed: int = 0
+    # torch's intra-op threads for the trial (fine-tune, scoring): its operations are small, and on the
+    # shared 2-core machine two threads made the fine-tune 11x the CPU time of one (docs/hardware.md)
+    threads: int = 1
 
     def finetune(self) -> FinetuneSettings:
         """The fine-tune these settings ask for (its resampled draws have the trial's shots)."""
@@ -260,7 +263,18 @@ def _summaries(model: Any, tuned: Any, test: Any, measured: dict, exact: float) 
 
 
 def run_trial(settings: TrialSettings, echo: Any = print) -> dict[str, Any]:
-    """The whole trial (see the module); returns what the report shows, also kept in ``trial.json``."""
+    """The whole trial (see the module); returns what the report shows, also kept in ``trial.json``.
+
+    Runs with ``settings.threads`` torch threads (restored after)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(settings.threads)
+    try:
+        return _run_trial(settings, echo)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _run_trial(settings: TrialSettings, echo: Any) -> dict[str, Any]:
     from .backends.mitigation import ReadoutMitigator, calibration_method
 
     clock = _Clock()
@@ -328,12 +342,11 @@ def analyse(
     settings: TrialSettings, model: Any, config: Any, measured: dict, optimization_level: int, clock: _Clock
 ) -> dict[str, Any]:
     """Exact, snapshot and device accuracies, distances, and the fine-tune: no QPU time."""
-    from .backends.aer import NoiseOptions
-    from .backends.torch_density import TorchDensityBackend
+    from .backends.torch_density import TorchDensityBackend, TorchDensityOptions
 
     circuit, angles = model.quantum.circuit, model.quantum.weight.detach().double().numpy()
     snapshot = snapshot_name(settings.device)
-    options = NoiseOptions(noise=snapshot, optimization_level=optimization_level)
+    options = TorchDensityOptions(noise=snapshot, optimization_level=optimization_level)
     density = TorchDensityBackend(options, seed=settings.seed)
     predicted = density.probabilities(circuit, angles[None])[0]
     with torch.no_grad():

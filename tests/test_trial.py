@@ -5,6 +5,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from qtrain_qiskit.trial import PER_JOB_SECONDS, TrialSettings, plan_jobs, qpu_seconds, snapshot_name
 
@@ -44,8 +45,15 @@ def trial(run: Path, out: Path, *args: str) -> tuple[int, str, str]:
 
 def test_the_whole_trial_runs_locally_and_a_rerun_collects_instead_of_paying(trained_run, tmp_path):
     out = tmp_path / "trial"
-    status, stdout, err = trial(trained_run, out)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        status, stdout, err = trial(trained_run, out, "--threads", "1")
+        assert torch.get_num_threads() == 2  # the trial's thread count is its own
+    finally:
+        torch.set_num_threads(threads)
     assert status == 0, err
+    assert json.loads((out / "trial.json").read_text())["settings"]["threads"] == 1
     assert stdout.index("plan: 7 jobs in one batch on fake_torino") < stdout.index("# Trial of")
     assert "total: 77,824 shots" in stdout  # M3 independent: 14 x 2,048, then 6 x 8,192
     files = {p.name for p in out.iterdir()}
@@ -120,6 +128,7 @@ def test_bad_input_is_one_line_and_nothing_is_submitted_or_overwritten(trained_r
     assert "belongs to another trial" in refused(trained_run, other, "--ibm-backend", "fake_torino")
     assert (other / "trial.json").read_text() == record and {p.name for p in other.iterdir()} == {"trial.json"}
     assert "--repeats must be positive" in refused(trained_run, out, "--ibm-backend", "fake_torino", "--repeats", "0")
+    assert "--threads must be positive" in refused(trained_run, out, "--ibm-backend", "fake_torino", "--threads", "0")
 
 
 def test_the_fine_tune_moves_what_its_settings_name_and_is_validated_on_left_out_estimates(trained_run, mnist_root):

@@ -59,6 +59,9 @@ def main(argv: list[str] | None = None) -> int:
     device.add_argument("--max-qpu-seconds", type=float, default=defaults.max_qpu_seconds, help="refuse plans above")
     device.add_argument("--ibm-mode", default=defaults.mode, help="batch or job (the Open Plan has no session)")
     device.add_argument("--seed", type=int, default=defaults.seed, help="transpiler, simulator, fine-tune seed")
+    device.add_argument(
+        "--threads", type=int, default=defaults.threads, help="torch threads of the fine-tune and the scoring"
+    )
     _finetune_arguments(parser.add_argument_group("fine-tune of the mapping on the measured P"), defaults)
     parser.add_argument_group("output").add_argument("--out", help="trial folder (default RUN/trial_<device>)")
     args = parser.parse_args(argv)
@@ -67,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
             "--finetune-lr must be > 0, --finetune-prox >= 0 and --finetune-batch >= 1, got "
             f"{args.finetune_lr}, {args.finetune_prox}, {args.finetune_batch}"
         )
-    for name in ("shots", "calibration_shots", "repeats", "finetune_steps"):
+    for name in ("shots", "calibration_shots", "repeats", "finetune_steps", "threads"):
         if getattr(args, name) < (0 if name == "finetune_steps" else 1):
             raise ConfigError(f"--{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
     out = args.out or str(Path(args.run) / f"trial_{args.ibm_backend}")
@@ -88,6 +91,7 @@ def main(argv: list[str] | None = None) -> int:
         finetune_batch=args.finetune_batch,
         finetune_search=args.finetune_search,
         seed=args.seed,
+        threads=args.threads,
     )
     result = run_trial(settings)
     print(Path(out, "trial.md").read_text(), end="")
