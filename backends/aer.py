@@ -13,7 +13,6 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import ClassVar
 
 import numpy as np
 from qiskit import QuantumCircuit, transpile
@@ -27,12 +26,13 @@ from qiskit_aer.noise import NoiseModel, depolarizing_error
 
 from .base import Backend, BackendError
 from .counts import sample_probabilities
-from .devices import check_device_name, device_noise_model, fake_device, to_isa
+from .devices import cached_noise_model, check_device_name, fake_device, to_isa
 from .mitigation import MitigationOptions, ReadoutMitigator, calibration_cost, needs_device_readout
 from .noisy_simulation import (
     MAX_DENSITY_QUBITS,
     DensityProgram,
     NoisySimulation,
+    active_qubits,
     density_program,
     device_simulation,
     exact_distribution,
@@ -379,7 +379,6 @@ class AerNoisyBackend(Backend):
     exact = False
     Options = AerNoisyOptions
     context = ("seed",)
-    _device_models: ClassVar[dict[str, NoiseModel]] = {}  # building one takes seconds: once per process
 
     def __init__(self, options: AerNoisyOptions | None = None, *, seed: int | None = None) -> None:
         super().__init__(options)
@@ -405,10 +404,9 @@ class AerNoisyBackend(Backend):
                 simulation = depolarizing_simulation(circuit, *rates)
             else:
                 device = fake_device(options.noise)
-                if options.noise not in self._device_models:
-                    self._device_models[options.noise] = device_noise_model(device)
                 isa = to_isa(circuit, device, seed=self.seed, optimization_level=options.optimization_level)
-                simulation = device_simulation(isa, self._device_models[options.noise])
+                model = cached_noise_model(options.noise, device, active_qubits(isa))
+                simulation = device_simulation(isa, model)
                 mitigator = self._mitigator(device, isa)
             cached = Prepared(
                 circuit, simulation, simulation.simulator(self.device), mitigator, self._density(simulation)

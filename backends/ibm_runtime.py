@@ -24,9 +24,9 @@ from qiskit import QuantumCircuit
 
 from .base import Backend, BackendError, JobLedger
 from .counts import probabilities_from_bits
-from .devices import check_device_name, device_noise_model, fake_device, to_isa
+from .devices import cached_noise_model, check_device_name, fake_device, to_isa
 from .mitigation import MitigationOptions, ReadoutMitigator, calibration_cost
-from .noisy_simulation import device_simulator
+from .noisy_simulation import active_qubits, device_simulator
 from .options import DeviceOptions, ShotsOptions, option
 from .registry import register
 
@@ -149,12 +149,10 @@ class IBMRuntimeBackend(Backend):
         """The fake device's simulator for the prepared circuits (`noisy_simulation.device_simulator`): the
         same runtime code path, seconds instead of tens of seconds a job. Its noise model is built once
         per process."""
-        from .aer import AerNoisyBackend
-
-        models = AerNoisyBackend._device_models  # shared with aer_noisy / aer_density in this process
-        if self.device_name not in models:
-            models[self.device_name] = device_noise_model(self.device())
-        return device_simulator(self.device(), models[self.device_name], [isa for _, isa, _ in self._isa.values()])
+        circuits = [isa for _, isa, _ in self._isa.values()]
+        active = sorted({qubit for circuit in circuits for qubit in active_qubits(circuit)})
+        model = cached_noise_model(self.device_name, self.device(), active)  # shared with aer_noisy / aer_density
+        return device_simulator(self.device(), model, circuits)
 
     def error_suppression(self, *, dynamical_decoupling: bool, twirling: bool) -> None:
         """Dynamical decoupling and measurement twirling of the next jobs (a trial's variants share one batch)."""

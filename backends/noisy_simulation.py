@@ -50,7 +50,7 @@ class NoisySimulation:
         return AerSimulator(noise_model=self.noise_model, device=device, **AER_OPTIONS, **threads)
 
 
-def _active_qubits(circuit: QuantumCircuit) -> list[int]:
+def active_qubits(circuit: QuantumCircuit) -> list[int]:
     """Physical qubits touched by anything but barriers and delays (scheduling pads every qubit)."""
     return sorted(
         {circuit.find_bit(q).index for ins in circuit.data if ins.operation.name not in IDLE for q in ins.qubits}
@@ -107,7 +107,7 @@ def device_simulator(device: BackendV2, full: NoiseModel, circuits: list[Quantum
     truncates the others) gives every shot from one simulation, with the same distribution of counts
     as the trajectories.
     """
-    active = sorted({qubit for circuit in circuits for qubit in _active_qubits(circuit)})
+    active = sorted({qubit for circuit in circuits for qubit in active_qubits(circuit)})
     model = _restricted_gate_noise(full, active, relabel=False)
     for qubit in active:
         error = full._local_readout_errors.get((qubit,), full._default_readout_error)
@@ -129,7 +129,7 @@ def _readout_matrices(full: NoiseModel, circuit: QuantumCircuit, active: list[in
 
 def device_simulation(isa: QuantumCircuit, full_model: NoiseModel) -> NoisySimulation:
     """Compact an ISA circuit and restrict the device's noise model to its active qubits."""
-    active = _active_qubits(isa)
+    active = active_qubits(isa)
     compact = _compact(isa, active)
     return NoisySimulation(
         compact, _restricted_gate_noise(full_model, active), _readout_matrices(full_model, compact, active)

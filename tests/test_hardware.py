@@ -479,3 +479,33 @@ def test_optimization_level_reaches_both_device_paths():
 
     assert worst_readout(optimization_level=1) > 0.4 and worst_readout() < 0.1
     assert layout(optimization_level=1) == list(range(7)) and layout() != list(range(7))
+
+
+def test_noise_model_restricted_to_qubits_equals_the_whole_devices_on_them():
+    """`device_noise_model(device, qubits)` (what local mode, aer_noisy and aer_density build: seconds less
+    than the whole device's) has exactly the whole model's errors on those qubits and none elsewhere,
+    and a circuit on them simulates to the same distribution."""
+    from qtrain_qiskit.backends.devices import device_noise_model, fake_device, to_isa
+    from qtrain_qiskit.backends.noisy_simulation import (
+        active_qubits,
+        density_program,
+        device_simulation,
+        exact_distribution,
+    )
+
+    from qtrain_qiskit.ansatz import build_ansatz
+
+    device = fake_device("fake_guadalupe")
+    isa = to_isa(build_ansatz(4, 2), device, seed=0)
+    kept = active_qubits(isa)
+    whole, restricted = device_noise_model(device), device_noise_model(device, kept)
+    assert device._props_dict["gates"] and len(whole._local_quantum_errors["cx"]) > 2 * len(kept)  # device untouched
+    for name, errors in whole._local_quantum_errors.items():
+        ours = restricted._local_quantum_errors.get(name, {})
+        assert set(ours) == {qubits for qubits in errors if set(qubits) <= set(kept)}, name
+        for qubits, error in ours.items():
+            assert error == errors[qubits], (name, qubits)
+    assert restricted._local_readout_errors == whole._local_readout_errors
+    values = np.random.default_rng(0).uniform(-np.pi, np.pi, (2, isa.num_parameters))
+    probs = [exact_distribution(density_program(device_simulation(isa, m)), values) for m in (whole, restricted)]
+    np.testing.assert_allclose(probs[0], probs[1], atol=1e-14)
