@@ -203,8 +203,8 @@ SUITE = (
      "classical step, reference CNN"),
     ("mnist_hardware under fake_torino noise (torch_density)", "mnist_hardware.yaml",
      {"train_shots": 8192, "backend": "torch_density", "noise": "fake_torino"}, "classical step, reference CNN"),
-    ("mnist_hardware under fake_torino noise (torch_density, float32)", "mnist_hardware.yaml",
-     {"train_shots": 8192, "backend": "torch_density", "noise": "fake_torino", "density_precision": "float32"},
+    ("mnist_hardware under fake_torino noise (torch_density, float64)", "mnist_hardware.yaml",
+     {"train_shots": 8192, "backend": "torch_density", "noise": "fake_torino", "density_precision": "float64"},
      "classical step, reference CNN"),
     ("main job (mnist_hardware settings on aer_statevector)", "main", {}, "classical step, reference CNN"),
 )  # fmt: skip

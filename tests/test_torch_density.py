@@ -37,7 +37,7 @@ def device_configuration_circuit() -> QuantumCircuit:
 def test_agrees_with_aer_density_on_the_device_configuration(device):
     circuit = device_configuration_circuit()
     assert (circuit.num_qubits, circuit.num_parameters) == (7, 56)
-    backend = backends.get_backend("torch_density", noise=device, seed=0)
+    backend = backends.get_backend("torch_density", noise=device, seed=0, density_precision="float64")
     values = np.random.default_rng(0).uniform(-np.pi, np.pi, (3, circuit.num_parameters))
     ours = backend.probabilities(circuit, values)
     aer = backends.get_backend("aer_density", noise=device, seed=0).probabilities(circuit, values)
@@ -70,17 +70,19 @@ def test_float32_agrees_with_aer_density_to_1e_6_and_its_gradient_with_aers_fini
         assert abs(float(tensor.grad[0, j]) - (up - down) / (2 * h)) < 2e-6
 
 
-def test_density_precision_is_a_run_option_with_float64_by_default():
+def test_density_precision_is_a_run_option_with_float32_by_default():
+    """Training runs in float32 (the torch engines' training precision); float64 is one key away and is
+    what the agreement tests above ask for."""
     from qtrain_qiskit.build import build_backend
     from qtrain_qiskit.config import Config, ConfigError, apply, validate
 
     settings = {"backend": "torch_density", "noise": "fake_torino", "weights_per_state": 64}
     default = validate(apply(Config(), settings, "test"))
-    assert default.execution.density_precision == "float64"
-    assert build_backend(default, torch.device("cpu")).dtype == torch.float64
-    chosen = validate(apply(Config(), {**settings, "density_precision": "float32"}, "test"))
-    assert build_backend(chosen, torch.device("cpu")).dtype == torch.float32
-    with pytest.raises(ConfigError, match="density_precision: 'float16' is not one of float64, float32"):
+    assert default.execution.density_precision == "float32"
+    assert build_backend(default, torch.device("cpu")).dtype == torch.float32
+    chosen = validate(apply(Config(), {**settings, "density_precision": "float64"}, "test"))
+    assert build_backend(chosen, torch.device("cpu")).dtype == torch.float64
+    with pytest.raises(ConfigError, match="density_precision: 'float16' is not one of float32, float64"):
         validate(apply(Config(), {**settings, "density_precision": "float16"}, "test"))
 
 
@@ -88,7 +90,9 @@ def test_density_precision_is_a_run_option_with_float64_by_default():
 def test_agrees_with_aer_density_under_parametric_and_small_device_noise(noise):
     circuit = build_ansatz(4, 3)
     values = np.random.default_rng(1).uniform(-np.pi, np.pi, (2, circuit.num_parameters))
-    ours = backends.get_backend("torch_density", noise=noise, **NOISE).probabilities(circuit, values)
+    ours = backends.get_backend("torch_density", noise=noise, **NOISE, density_precision="float64").probabilities(
+        circuit, values
+    )
     aer = backends.get_backend("aer_density", noise=noise, **NOISE).probabilities(circuit, values)
     assert np.abs(ours - aer).max() <= 1e-12
 
@@ -123,7 +127,7 @@ def test_agrees_with_an_independent_density_matrix_up_to_aers_dropped_terms():
     # qiskit.quantum_info evolves the full channels; Aer (and so this engine) drops mixture terms of
     # probability <= 1e-10, which moves fake_torino's outcome probabilities by < 1e-9.
     circuit = build_ansatz(3, 2)
-    backend = backends.get_backend("torch_density", noise="fake_torino", seed=0)
+    backend = backends.get_backend("torch_density", noise="fake_torino", seed=0, density_precision="float64")
     values = np.random.default_rng(2).uniform(-np.pi, np.pi, circuit.num_parameters)
     ours = backend.probabilities(circuit, values)[0]
     simulation = backend.reference.prepare(circuit)
@@ -148,7 +152,7 @@ def test_agrees_with_an_independent_density_matrix_up_to_aers_dropped_terms():
 def test_reverse_mode_gradient_is_aer_density_parameter_shift(noise):
     circuit = build_ansatz(3, 2)
     values = np.random.default_rng(3).uniform(-np.pi, np.pi, circuit.num_parameters)
-    ours = backends.get_backend("torch_density", noise=noise, seed=0)
+    ours = backends.get_backend("torch_density", noise=noise, seed=0, density_precision="float64")
     aer = backends.get_backend("aer_density", noise=noise, seed=0)
     shift = get_gradient("param_shift").jacobian(circuit, aer, values)  # (2^n, P), on Aer
     grad = np.random.default_rng(4).normal(size=2**circuit.num_qubits)
@@ -159,7 +163,7 @@ def test_reverse_mode_gradient_is_aer_density_parameter_shift(noise):
 
 def test_reverse_mode_gradient_matches_finite_differences_on_the_device_configuration():
     circuit = device_configuration_circuit()
-    backend = backends.get_backend("torch_density", noise="fake_torino", seed=0)
+    backend = backends.get_backend("torch_density", noise="fake_torino", seed=0, density_precision="float64")
     values = torch.tensor(np.random.default_rng(5).uniform(-np.pi, np.pi, (1, 56)), requires_grad=True)
     weights = torch.tensor(np.random.default_rng(6).normal(size=128))
     (backend.torch_probabilities(circuit, values)[0] @ weights).backward()
@@ -188,7 +192,7 @@ def test_gates_off_the_interaction_path_are_moved_and_still_agree_with_aer():
     assert any(step.permutation is not None for step in plan_gates(pairs, 4)[0])
     assert all(step.permutation is None for step in plan_gates([(2, 0), (0, 3), (3, 1), (2, 0)], 4)[0])
     values = np.random.default_rng(9).uniform(-np.pi, np.pi, (2, 8))
-    ours = backends.get_backend("torch_density", noise="depolarizing", **NOISE)
+    ours = backends.get_backend("torch_density", noise="depolarizing", **NOISE, density_precision="float64")
     aer = backends.get_backend("aer_density", noise="depolarizing", **NOISE).probabilities(circuit, values)
     for _ in range(2):
         np.testing.assert_allclose(ours.probabilities(circuit, values), aer, atol=1e-12)
@@ -213,7 +217,7 @@ def test_merged_gate_pairs_of_both_orders_agree_with_aer_and_finite_differences(
     for j, (a, b) in enumerate([(0, 1), (1, 2), (2, 1), (1, 0), (0, 1), (2, 1)]):
         circuit.ry(theta[j], a)
         circuit.cx(a, b)
-    ours = backends.get_backend("torch_density", noise="depolarizing", **NOISE)
+    ours = backends.get_backend("torch_density", noise="depolarizing", **NOISE, density_precision="float64")
     assert ours.program(circuit).up_kinds == {True, False}
     values = np.random.default_rng(11).uniform(-np.pi, np.pi, (2, 6))
     aer = backends.get_backend("aer_density", noise="depolarizing", **NOISE).probabilities(circuit, values)
@@ -232,7 +236,7 @@ def test_merged_gate_pairs_of_both_orders_agree_with_aer_and_finite_differences(
 
 def test_a_batch_is_its_rows_and_probabilities_stay_a_distribution():
     circuit = build_ansatz(3, 2)
-    backend = backends.get_backend("torch_density", noise="fake_guadalupe")
+    backend = backends.get_backend("torch_density", noise="fake_guadalupe", density_precision="float64")
     values = np.random.default_rng(7).uniform(-np.pi, np.pi, (3, circuit.num_parameters))
     batch = backend.probabilities(circuit, values)
     rows = np.concatenate([backend.probabilities(circuit, row) for row in values])
@@ -243,8 +247,10 @@ def test_a_batch_is_its_rows_and_probabilities_stay_a_distribution():
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_runs_on_cuda_in_float64():
     circuit = build_ansatz(4, 2)
-    cpu = backends.get_backend("torch_density", noise="fake_torino", seed=0)
-    cuda = backends.get_backend("torch_density", noise="fake_torino", seed=0, device="cuda")
+    cpu = backends.get_backend("torch_density", noise="fake_torino", seed=0, density_precision="float64")
+    cuda = backends.get_backend(
+        "torch_density", noise="fake_torino", seed=0, device="cuda", density_precision="float64"
+    )
     values = torch.tensor(np.random.default_rng(8).uniform(-np.pi, np.pi, (2, circuit.num_parameters)))
     on_cuda = cuda.torch_probabilities(circuit, values.cuda())
     assert on_cuda.device.type == "cuda" and on_cuda.dtype == torch.float64
