@@ -177,6 +177,26 @@ def test_reverse_mode_gradient_matches_finite_differences_on_the_device_configur
         assert abs(values.grad[0, j] - (up - down) / (2 * h)) < 1e-8
 
 
+def assert_agrees_with_aer_and_finite_differences(ours, circuit: QuantumCircuit, seed: int) -> None:
+    """P of two parameter sets against `aer_density` (twice: a reused program stays right), and the
+    gradient of one set against central finite differences of the engine itself."""
+    rng = np.random.default_rng(seed)
+    values = rng.uniform(-np.pi, np.pi, (2, circuit.num_parameters))
+    aer = backends.get_backend("aer_density", noise="depolarizing", **NOISE).probabilities(circuit, values)
+    for _ in range(2):
+        np.testing.assert_allclose(ours.probabilities(circuit, values), aer, atol=1e-12)
+    tensor = torch.tensor(values[:1], requires_grad=True)
+    weights = torch.tensor(rng.normal(size=2**circuit.num_qubits))
+    (ours.torch_probabilities(circuit, tensor)[0] @ weights).backward()
+    h = 1e-6
+    for j in range(circuit.num_parameters):
+        step = torch.zeros_like(tensor)
+        step[0, j] = h
+        with torch.no_grad():
+            up, down = (ours.torch_probabilities(circuit, tensor + sign * step)[0] @ weights for sign in (1, -1))
+        assert abs(tensor.grad[0, j] - (up - down) / (2 * h)) < 1e-8
+
+
 def test_gates_off_the_interaction_path_are_moved_and_still_agree_with_aer():
     # A cycle and a branch: no axis order keeps every pair on neighbouring axes, so some gates take the
     # permutation; batch of 2, and the pooled buffers reused across calls give the same numbers.
@@ -191,21 +211,8 @@ def test_gates_off_the_interaction_path_are_moved_and_still_agree_with_aer():
     pairs = [(0, 1), (0, 2), (0, 3), (2, 3), (1, 3)]
     assert any(step.permutation is not None for step in plan_gates(pairs, 4)[0])
     assert all(step.permutation is None for step in plan_gates([(2, 0), (0, 3), (3, 1), (2, 0)], 4)[0])
-    values = np.random.default_rng(9).uniform(-np.pi, np.pi, (2, 8))
     ours = backends.get_backend("torch_density", noise="depolarizing", **NOISE, density_precision="float64")
-    aer = backends.get_backend("aer_density", noise="depolarizing", **NOISE).probabilities(circuit, values)
-    for _ in range(2):
-        np.testing.assert_allclose(ours.probabilities(circuit, values), aer, atol=1e-12)
-    tensor = torch.tensor(values[:1], requires_grad=True)
-    weights = torch.tensor(np.random.default_rng(10).normal(size=16))
-    (ours.torch_probabilities(circuit, tensor)[0] @ weights).backward()
-    h = 1e-6
-    for j in range(8):
-        step = torch.zeros_like(tensor)
-        step[0, j] = h
-        with torch.no_grad():
-            up, down = (ours.torch_probabilities(circuit, tensor + sign * step)[0] @ weights for sign in (1, -1))
-        assert abs(tensor.grad[0, j] - (up - down) / (2 * h)) < 1e-8
+    assert_agrees_with_aer_and_finite_differences(ours, circuit, seed=9)
 
 
 def test_merged_gate_pairs_of_both_orders_agree_with_aer_and_finite_differences():
@@ -219,19 +226,7 @@ def test_merged_gate_pairs_of_both_orders_agree_with_aer_and_finite_differences(
         circuit.cx(a, b)
     ours = backends.get_backend("torch_density", noise="depolarizing", **NOISE, density_precision="float64")
     assert ours.program(circuit).up_kinds == {True, False}
-    values = np.random.default_rng(11).uniform(-np.pi, np.pi, (2, 6))
-    aer = backends.get_backend("aer_density", noise="depolarizing", **NOISE).probabilities(circuit, values)
-    np.testing.assert_allclose(ours.probabilities(circuit, values), aer, atol=1e-12)
-    tensor = torch.tensor(values[:1], requires_grad=True)
-    weights = torch.tensor(np.random.default_rng(12).normal(size=8))
-    (ours.torch_probabilities(circuit, tensor)[0] @ weights).backward()
-    h = 1e-6
-    for j in range(6):
-        step = torch.zeros_like(tensor)
-        step[0, j] = h
-        with torch.no_grad():
-            up, down = (ours.torch_probabilities(circuit, tensor + sign * step)[0] @ weights for sign in (1, -1))
-        assert abs(tensor.grad[0, j] - (up - down) / (2 * h)) < 1e-8
+    assert_agrees_with_aer_and_finite_differences(ours, circuit, seed=11)
 
 
 def test_a_batch_is_its_rows_and_probabilities_stay_a_distribution():
