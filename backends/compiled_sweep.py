@@ -124,25 +124,26 @@ class CompiledPlan:
         self.signs = np.array(signs, dtype=self.dtype).reshape(-1, size)
         self.shape = (program.num_layers, program.num_qubits, 2, 2)
 
-    def state(self, matrices: torch.Tensor) -> np.ndarray:
-        """Final state (2^n,) for the slot matrices (layers * n, 1, 2, 2) of one parameter set."""
-        mats = matrices.reshape(self.shape).numpy().astype(self.dtype, copy=False)
-        return _forward(mats, self.kinds, self.args, self.perms, self.signs, np.zeros(self.size, dtype=self.dtype))
+    def layers(self, matrices: torch.Tensor) -> np.ndarray:
+        """The slot matrices (layers * n, 1, 2, 2) of one parameter set as the loops read them."""
+        return matrices.reshape(self.shape).numpy().astype(self.dtype, copy=False)
 
-    def overlaps(self, matrices: torch.Tensor, state: np.ndarray, adjoint: np.ndarray) -> np.ndarray:
+    def state(self, layers: np.ndarray) -> np.ndarray:
+        """Final state (2^n,) for one parameter set's `layers`."""
+        return _forward(layers, self.kinds, self.args, self.perms, self.signs, np.zeros(self.size, dtype=self.dtype))
+
+    def overlaps(self, layers: np.ndarray, state: np.ndarray, adjoint: np.ndarray) -> np.ndarray:
         """(layers, n) overlaps of the reverse sweep from the final ``state`` and its ``adjoint``."""
-        mats = matrices.reshape(self.shape).numpy().astype(self.dtype, copy=False)
-        return _reverse(mats, self.kinds, self.args, self.inverse_perms, self.signs, state.copy(), adjoint)
+        return _reverse(layers, self.kinds, self.args, self.inverse_perms, self.signs, state.copy(), adjoint)
 
 
-def angle_gradient(program: Any, matrices: torch.Tensor, state: np.ndarray, grad_probs: np.ndarray) -> torch.Tensor:
+def angle_gradient(program: Any, layers: np.ndarray, state: np.ndarray, grad_probs: np.ndarray) -> torch.Tensor:
     """Gradient (1, P) of sum(grad_probs * state^2) from the final ``state`` (2^n,) of one parameter set,
-    computed by this engine or by another exact simulator of the same circuit (Aer's, on the card's path)."""
+    computed by this engine or by another exact simulator of the same circuit (Aer's, on the card's path);
+    ``layers``: `CompiledPlan.layers` of its slot matrices."""
     adjoint = 2 * grad_probs.reshape(-1).astype(state.dtype, copy=False) * state
-    overlaps = torch.from_numpy(program.compiled.overlaps(matrices, state, adjoint))
-    plan = program.adjoint
-    slots = overlaps.reshape(1, -1).index_select(1, plan.slots) * plan.scale
-    return slots.new_zeros(1, program.num_parameters).index_add_(1, plan.columns, slots)
+    overlaps = torch.from_numpy(program.compiled.overlaps(layers, state, adjoint))
+    return program.adjoint.parameter_gradient(overlaps.reshape(1, -1), program.num_parameters)
 
 
 class CompiledProbabilities(torch.autograd.Function):
@@ -153,11 +154,12 @@ class CompiledProbabilities(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx: Any, values: torch.Tensor, program: Any, matrices: torch.Tensor) -> torch.Tensor:
-        state = program.compiled.state(matrices)
-        ctx.program, ctx.matrices, ctx.state, ctx.values_dtype = program, matrices, state, values.dtype
+        layers = program.compiled.layers(matrices)  # converted once, read by both sweeps
+        state = program.compiled.state(layers)
+        ctx.program, ctx.layers, ctx.state, ctx.values_dtype = program, layers, state, values.dtype
         return torch.from_numpy(state * state).view(1, -1)
 
     @staticmethod
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None, None]:
-        gradient = angle_gradient(ctx.program, ctx.matrices, ctx.state, grad.numpy())
+        gradient = angle_gradient(ctx.program, ctx.layers, ctx.state, grad.numpy())
         return gradient.to(ctx.values_dtype), None, None

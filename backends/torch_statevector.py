@@ -92,6 +92,12 @@ class _AdjointPlan:
     pair_index: list[torch.Tensor] = field(default_factory=list)  # per chunk: H entries (i, i ^ 2^t), flat
     pair_sign: list[torch.Tensor] = field(default_factory=list)  # per chunk: (c, 2^c) factors +-1/2
 
+    def parameter_gradient(self, by_slot: torch.Tensor, num_parameters: int) -> torch.Tensor:
+        """(B, P) parameter gradients from (B, layers * n) per-slot angle overlaps: each RY's overlap,
+        times d angle / d parameter, summed into its parameter's column (angles may share one)."""
+        slots = by_slot.index_select(1, self.slots) * self.scale
+        return slots.new_zeros(len(slots), num_parameters).index_add_(1, self.columns, slots)
+
 
 def _angle_reference(value: object, index: dict) -> tuple[int, float, float] | None:
     """(parameter column, scale, offset) for an affine expression in one parameter, None if numeric."""
@@ -539,8 +545,7 @@ def adjoint_gradient(
         by_layer = torch.empty_like(by_layer).index_copy_(0, torch.tensor(layers, device=state.device), by_layer)
     else:
         by_layer = by_layer.flip(0)
-    slots = by_layer.transpose(0, 1).reshape(batch, -1).index_select(1, plan.slots) * plan.scale
-    return slots.new_zeros(batch, num_parameters).index_add_(1, plan.columns, slots)
+    return plan.parameter_gradient(by_layer.transpose(0, 1).reshape(batch, -1), num_parameters)
 
 
 class _AdjointProbabilities(torch.autograd.Function):
@@ -625,10 +630,9 @@ class TorchStatevectorBackend(Backend):
         with torch.no_grad(), _one_thread(program, self.device):
             tensor = torch.as_tensor(values, device=self.device)
             if state is not None and self._compiled(program, tensor):
-                final = np.ascontiguousarray(state.real.reshape(-1), dtype=np.float32 if self.dtype == torch.float32
-                                             else np.float64)  # fmt: skip
-                matrices = _slot_matrices(program, tensor.to(self.dtype), self.dtype)
-                return angle_gradient(program, matrices, final, np.asarray(grad)).double().numpy()
+                final = np.ascontiguousarray(state.real.reshape(-1), dtype=program.compiled.dtype)
+                layers = program.compiled.layers(_slot_matrices(program, tensor.to(self.dtype), self.dtype))
+                return angle_gradient(program, layers, final, np.asarray(grad)).double().numpy()
             if state is None:
                 final, factors = amplitudes(program, tensor, self.dtype)
             else:
