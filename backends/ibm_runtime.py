@@ -26,7 +26,7 @@ from .base import Backend, BackendError, JobLedger
 from .counts import probabilities_from_bits
 from .devices import cached_noise_model, check_device_name, fake_device, to_isa
 from .mitigation import MitigationOptions, ReadoutMitigator, calibration_cost
-from .noisy_simulation import active_qubits, device_simulator
+from .noisy_simulation import device_simulator, shared_active_qubits
 from .options import DeviceOptions, ShotsOptions, option
 from .registry import register
 
@@ -150,7 +150,7 @@ class IBMRuntimeBackend(Backend):
         same runtime code path, seconds instead of tens of seconds a job. Its noise model is built once
         per process."""
         circuits = [isa for _, isa, _ in self._isa.values()]
-        active = sorted({qubit for circuit in circuits for qubit in active_qubits(circuit)})
+        active = shared_active_qubits(circuits)
         model = cached_noise_model(self.device_name, self.device(), active)  # shared with aer_noisy / aer_density
         return device_simulator(self.device(), model, circuits)
 

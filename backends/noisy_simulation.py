@@ -57,6 +57,11 @@ def active_qubits(circuit: QuantumCircuit) -> list[int]:
     )
 
 
+def shared_active_qubits(circuits: list[QuantumCircuit]) -> list[int]:
+    """Physical qubits that any of ``circuits`` touches (the union of their `active_qubits`)."""
+    return sorted({qubit for circuit in circuits for qubit in active_qubits(circuit)})
+
+
 def _compact(circuit: QuantumCircuit, active: list[int]) -> QuantumCircuit:
     index = {physical: k for k, physical in enumerate(active)}
     out = QuantumCircuit(len(active), global_phase=circuit.global_phase, name=circuit.name)
@@ -107,7 +112,7 @@ def device_simulator(device: BackendV2, full: NoiseModel, circuits: list[Quantum
     truncates the others) gives every shot from one simulation, with the same distribution of counts
     as the trajectories.
     """
-    active = sorted({qubit for circuit in circuits for qubit in active_qubits(circuit)})
+    active = shared_active_qubits(circuits)
     model = _restricted_gate_noise(full, active, relabel=False)
     for qubit in active:
         error = full._local_readout_errors.get((qubit,), full._default_readout_error)
