@@ -482,8 +482,7 @@ class _GateSequence(torch.autograd.Function):
             if step.permutation is not None:  # the last slot is free until the end: a scratch
                 current = _permute_into(saved[-1], current, step.permutation, n)
                 saved[k].copy_(current)
-            after = step.after if len(group) == 1 else 1
-            _on_axes(current, matrix, _before(step, group, n), after, saved[k + 1])
+            _on_axes(current, matrix, *_group_axes(step, group, n), saved[k + 1])
         ctx.program, ctx.lease = program, lease
         ctx.save_for_backward(single, merged)
         return saved[-1].clone()
@@ -498,7 +497,7 @@ class _GateSequence(torch.autograd.Function):
         grads: list[torch.Tensor] = [None] * len(groups)  # type: ignore[list-item]
         for k in reversed(range(len(groups))):
             group, step = groups[k], program.steps[groups[k][0]]
-            before, after = _before(step, group, program.num_qubits), step.after if len(group) == 1 else 1
+            before, after = _group_axes(step, group, program.num_qubits)
             size = 16 * 4 ** (len(group) - 1)
             grads[k] = _matrix_grad(grad, saved[k], before, after, size)
             if k == 0:
@@ -522,9 +521,9 @@ def _group_matrices(single: torch.Tensor, merged: torch.Tensor, groups: list[tup
     return [next(singles) if len(group) == 1 else next(pairs) for group in groups]
 
 
-def _before(step: _Step, group: tuple[int, ...], n: int) -> int:
-    """Entries of the axes before a group's: a merged pair's three axes are the last three."""
-    return step.before if len(group) == 1 else 4 ** (n - 3)
+def _group_axes(step: _Step, group: tuple[int, ...], n: int) -> tuple[int, int]:
+    """Entries of the axes before and after a group's: a merged pair's three axes are the last three."""
+    return (step.before, step.after) if len(group) == 1 else (4 ** (n - 3), 1)
 
 
 def _merge(first: torch.Tensor, second: torch.Tensor, up: torch.Tensor, kinds: frozenset[bool]) -> torch.Tensor:
