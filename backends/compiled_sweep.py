@@ -27,71 +27,250 @@ from numba import njit
 
 COMPILED_QUBITS = 11  # circuits of at most this many qubits take the compiled path on CPU (12: slower)
 LAYER, PERM, DIAG = 0, 1, 2
+# FMA contraction and reordered sums (the overlaps are reductions, which vectorize only reordered);
+# no assumption about NaN or infinity
+FASTMATH = {"contract", "reassoc", "nsz"}
 
 
-@njit(cache=True)
-def _apply_matrix(state: np.ndarray, qubit: int, a: float, b: float, c: float, d: float) -> None:
-    """[[a, b], [c, d]] on ``qubit`` of ``state``, in place."""
+@njit(fastmath=FASTMATH, cache=True)
+def _rotate(x0: float, x1: float, a: float, b: float, c: float, d: float) -> tuple[float, float]:
+    """[[a, b], [c, d]] @ (x0, x1)."""
+    return a * x0 + b * x1, c * x0 + d * x1
+
+
+@njit(fastmath=FASTMATH, cache=True)
+def _one_qubit(state: np.ndarray, qubit: int, m: np.ndarray) -> None:
+    """``m`` on ``qubit`` of ``state``, in place: per block, a contiguous run of 2^qubit pairs."""
+    a, b, c, d = m[0, 0], m[0, 1], m[1, 0], m[1, 1]
     stride = 1 << qubit
     for base in range(0, state.shape[0], 2 * stride):
-        for i in range(base, base + stride):
-            x0, x1 = state[i], state[i + stride]
-            state[i] = a * x0 + b * x1
-            state[i + stride] = c * x0 + d * x1
+        lo, hi = state[base : base + stride], state[base + stride : base + 2 * stride]
+        for i in range(stride):
+            lo[i], hi[i] = _rotate(lo[i], hi[i], a, b, c, d)
 
 
-@njit(cache=True)
+@njit(fastmath=FASTMATH, cache=True)
+def _two_qubits(state: np.ndarray, qubit: int, m: np.ndarray, k: np.ndarray) -> None:
+    """``m`` on ``qubit`` and ``k`` on ``qubit + 1``, in place, in one pass over the state."""
+    a, b, c, d = m[0, 0], m[0, 1], m[1, 0], m[1, 1]
+    e, f, g, h = k[0, 0], k[0, 1], k[1, 0], k[1, 1]
+    stride = 1 << qubit
+    for base in range(0, state.shape[0], 4 * stride):
+        v0, v1 = state[base : base + stride], state[base + stride : base + 2 * stride]
+        v2, v3 = state[base + 2 * stride : base + 3 * stride], state[base + 3 * stride : base + 4 * stride]
+        for i in range(stride):
+            x0, x1 = _rotate(v0[i], v1[i], a, b, c, d)
+            x2, x3 = _rotate(v2[i], v3[i], a, b, c, d)
+            v0[i], v2[i] = _rotate(x0, x2, e, f, g, h)
+            v1[i], v3[i] = _rotate(x1, x3, e, f, g, h)
+
+
+@njit(fastmath=FASTMATH, cache=True)
+def _low_qubits(state: np.ndarray, m0: np.ndarray, m1: np.ndarray, m2: np.ndarray) -> None:
+    """``m0``, ``m1``, ``m2`` on qubits 0, 1, 2, in place, in one pass over groups of 8 amplitudes.
+
+    Written as one loop over groups with fixed offsets, so that it vectorizes across groups (float32:
+    strided loads); a pass per qubit over runs of 1, 2 or 4 pairs would not vectorize at all.
+    """
+    a0, b0, c0, d0 = m0[0, 0], m0[0, 1], m0[1, 0], m0[1, 1]
+    a1, b1, c1, d1 = m1[0, 0], m1[0, 1], m1[1, 0], m1[1, 1]
+    a2, b2, c2, d2 = m2[0, 0], m2[0, 1], m2[1, 0], m2[1, 1]
+    for group in range(state.shape[0] // 8):
+        g = 8 * group
+        x0, x1 = _rotate(state[g], state[g + 1], a0, b0, c0, d0)
+        x2, x3 = _rotate(state[g + 2], state[g + 3], a0, b0, c0, d0)
+        x4, x5 = _rotate(state[g + 4], state[g + 5], a0, b0, c0, d0)
+        x6, x7 = _rotate(state[g + 6], state[g + 7], a0, b0, c0, d0)
+        x0, x2 = _rotate(x0, x2, a1, b1, c1, d1)
+        x1, x3 = _rotate(x1, x3, a1, b1, c1, d1)
+        x4, x6 = _rotate(x4, x6, a1, b1, c1, d1)
+        x5, x7 = _rotate(x5, x7, a1, b1, c1, d1)
+        state[g], state[g + 4] = _rotate(x0, x4, a2, b2, c2, d2)
+        state[g + 1], state[g + 5] = _rotate(x1, x5, a2, b2, c2, d2)
+        state[g + 2], state[g + 6] = _rotate(x2, x6, a2, b2, c2, d2)
+        state[g + 3], state[g + 7] = _rotate(x3, x7, a2, b2, c2, d2)
+
+
+@njit(fastmath=FASTMATH, cache=True)
+def _apply_layer(state: np.ndarray, layer: np.ndarray) -> None:
+    """A layer's (n, 2, 2) matrices on their qubits: qubits 0-2 in one pass, then two qubits a pass."""
+    n, qubit = layer.shape[0], 0
+    if n >= 3:
+        _low_qubits(state, layer[0], layer[1], layer[2])
+        qubit = 3
+    while qubit + 1 < n:
+        _two_qubits(state, qubit, layer[qubit], layer[qubit + 1])
+        qubit += 2
+    if qubit < n:
+        _one_qubit(state, qubit, layer[qubit])
+
+
+@njit(fastmath=FASTMATH, cache=True)
 def _forward(matrices: np.ndarray, kinds: np.ndarray, args: np.ndarray, perms: np.ndarray, signs: np.ndarray,
              state: np.ndarray) -> np.ndarray:  # fmt: skip
-    """The program's final state from |0...0> (``state``: a zeroed buffer of 2^n, reused)."""
+    """The program's final state from |0...0> (``state``: a zeroed buffer of 2^n)."""
     state[0] = 1
     scratch = np.empty_like(state)
     for k in range(kinds.shape[0]):
         if kinds[k] == LAYER:
-            layer = matrices[args[k]]
-            for q in range(layer.shape[0]):
-                _apply_matrix(state, q, layer[q, 0, 0], layer[q, 0, 1], layer[q, 1, 0], layer[q, 1, 1])
+            _apply_layer(state, matrices[args[k]])
         elif kinds[k] == PERM:
             index = perms[args[k]]
             for i in range(state.shape[0]):
                 scratch[i] = state[index[i]]
-            state[:] = scratch
+            state, scratch = scratch, state
         else:
             state *= signs[args[k]]
     return state
 
 
-@njit(cache=True)
+@njit(fastmath=FASTMATH, cache=True)
+def _pair_overlap(s0: float, s1: float, a0: float, a1: float) -> float:
+    """adjoint . (-iY) state on one pair: the overlap of an RY angle, twice."""
+    return a1 * s0 - a0 * s1
+
+
+@njit(fastmath=FASTMATH, cache=True)
+def _undo_one(state: np.ndarray, adjoint: np.ndarray, qubit: int, m: np.ndarray) -> float:
+    """``m``'s transpose on ``qubit`` of ``state`` and ``adjoint``; returns the qubit's overlap before it."""
+    a, b, c, d = m[0, 0], m[1, 0], m[0, 1], m[1, 1]
+    stride, total = 1 << qubit, 0.0
+    for base in range(0, state.shape[0], 2 * stride):
+        s0, s1 = state[base : base + stride], state[base + stride : base + 2 * stride]
+        a0, a1 = adjoint[base : base + stride], adjoint[base + stride : base + 2 * stride]
+        for i in range(stride):
+            total += _pair_overlap(s0[i], s1[i], a0[i], a1[i])
+            s0[i], s1[i] = _rotate(s0[i], s1[i], a, b, c, d)
+            a0[i], a1[i] = _rotate(a0[i], a1[i], a, b, c, d)
+    return 0.5 * total
+
+
+@njit(fastmath=FASTMATH, cache=True)
+def _undo_two(state: np.ndarray, adjoint: np.ndarray, qubit: int, m: np.ndarray, k: np.ndarray) -> tuple[float, float]:
+    """`_undo_one` for ``qubit`` (``m``) and ``qubit + 1`` (``k``) in one pass over both vectors."""
+    a, b, c, d = m[0, 0], m[1, 0], m[0, 1], m[1, 1]
+    e, f, g, h = k[0, 0], k[1, 0], k[0, 1], k[1, 1]
+    stride, low, high = 1 << qubit, 0.0, 0.0
+    for base in range(0, state.shape[0], 4 * stride):
+        s0, s1 = state[base : base + stride], state[base + stride : base + 2 * stride]
+        s2, s3 = state[base + 2 * stride : base + 3 * stride], state[base + 3 * stride : base + 4 * stride]
+        a0, a1 = adjoint[base : base + stride], adjoint[base + stride : base + 2 * stride]
+        a2, a3 = adjoint[base + 2 * stride : base + 3 * stride], adjoint[base + 3 * stride : base + 4 * stride]
+        for i in range(stride):
+            x0, x1, x2, x3 = s0[i], s1[i], s2[i], s3[i]
+            y0, y1, y2, y3 = a0[i], a1[i], a2[i], a3[i]
+            low += _pair_overlap(x0, x1, y0, y1) + _pair_overlap(x2, x3, y2, y3)
+            x0, x1 = _rotate(x0, x1, a, b, c, d)
+            x2, x3 = _rotate(x2, x3, a, b, c, d)
+            y0, y1 = _rotate(y0, y1, a, b, c, d)
+            y2, y3 = _rotate(y2, y3, a, b, c, d)
+            high += _pair_overlap(x0, x2, y0, y2) + _pair_overlap(x1, x3, y1, y3)
+            s0[i], s2[i] = _rotate(x0, x2, e, f, g, h)
+            s1[i], s3[i] = _rotate(x1, x3, e, f, g, h)
+            a0[i], a2[i] = _rotate(y0, y2, e, f, g, h)
+            a1[i], a3[i] = _rotate(y1, y3, e, f, g, h)
+    return 0.5 * low, 0.5 * high
+
+
+@njit(fastmath=FASTMATH, cache=True)
+def _undo_low(
+    state: np.ndarray, adjoint: np.ndarray, m0: np.ndarray, m1: np.ndarray, m2: np.ndarray
+) -> tuple[float, float, float]:
+    """`_undo_one` for qubits 0, 1, 2 in one pass over groups of 8 amplitudes (see `_low_qubits`)."""
+    a0, b0, c0, d0 = m0[0, 0], m0[1, 0], m0[0, 1], m0[1, 1]
+    a1, b1, c1, d1 = m1[0, 0], m1[1, 0], m1[0, 1], m1[1, 1]
+    a2, b2, c2, d2 = m2[0, 0], m2[1, 0], m2[0, 1], m2[1, 1]
+    o0, o1, o2 = 0.0, 0.0, 0.0
+    for group in range(state.shape[0] // 8):
+        g = 8 * group
+        x0, x1, x2, x3 = state[g], state[g + 1], state[g + 2], state[g + 3]
+        x4, x5, x6, x7 = state[g + 4], state[g + 5], state[g + 6], state[g + 7]
+        y0, y1, y2, y3 = adjoint[g], adjoint[g + 1], adjoint[g + 2], adjoint[g + 3]
+        y4, y5, y6, y7 = adjoint[g + 4], adjoint[g + 5], adjoint[g + 6], adjoint[g + 7]
+        o0 += (
+            _pair_overlap(x0, x1, y0, y1)
+            + _pair_overlap(x2, x3, y2, y3)
+            + _pair_overlap(x4, x5, y4, y5)
+            + _pair_overlap(x6, x7, y6, y7)
+        )
+        x0, x1 = _rotate(x0, x1, a0, b0, c0, d0)
+        x2, x3 = _rotate(x2, x3, a0, b0, c0, d0)
+        x4, x5 = _rotate(x4, x5, a0, b0, c0, d0)
+        x6, x7 = _rotate(x6, x7, a0, b0, c0, d0)
+        y0, y1 = _rotate(y0, y1, a0, b0, c0, d0)
+        y2, y3 = _rotate(y2, y3, a0, b0, c0, d0)
+        y4, y5 = _rotate(y4, y5, a0, b0, c0, d0)
+        y6, y7 = _rotate(y6, y7, a0, b0, c0, d0)
+        o1 += (
+            _pair_overlap(x0, x2, y0, y2)
+            + _pair_overlap(x1, x3, y1, y3)
+            + _pair_overlap(x4, x6, y4, y6)
+            + _pair_overlap(x5, x7, y5, y7)
+        )
+        x0, x2 = _rotate(x0, x2, a1, b1, c1, d1)
+        x1, x3 = _rotate(x1, x3, a1, b1, c1, d1)
+        x4, x6 = _rotate(x4, x6, a1, b1, c1, d1)
+        x5, x7 = _rotate(x5, x7, a1, b1, c1, d1)
+        y0, y2 = _rotate(y0, y2, a1, b1, c1, d1)
+        y1, y3 = _rotate(y1, y3, a1, b1, c1, d1)
+        y4, y6 = _rotate(y4, y6, a1, b1, c1, d1)
+        y5, y7 = _rotate(y5, y7, a1, b1, c1, d1)
+        o2 += (
+            _pair_overlap(x0, x4, y0, y4)
+            + _pair_overlap(x1, x5, y1, y5)
+            + _pair_overlap(x2, x6, y2, y6)
+            + _pair_overlap(x3, x7, y3, y7)
+        )
+        state[g], state[g + 4] = _rotate(x0, x4, a2, b2, c2, d2)
+        state[g + 1], state[g + 5] = _rotate(x1, x5, a2, b2, c2, d2)
+        state[g + 2], state[g + 6] = _rotate(x2, x6, a2, b2, c2, d2)
+        state[g + 3], state[g + 7] = _rotate(x3, x7, a2, b2, c2, d2)
+        adjoint[g], adjoint[g + 4] = _rotate(y0, y4, a2, b2, c2, d2)
+        adjoint[g + 1], adjoint[g + 5] = _rotate(y1, y5, a2, b2, c2, d2)
+        adjoint[g + 2], adjoint[g + 6] = _rotate(y2, y6, a2, b2, c2, d2)
+        adjoint[g + 3], adjoint[g + 7] = _rotate(y3, y7, a2, b2, c2, d2)
+    return 0.5 * o0, 0.5 * o1, 0.5 * o2
+
+
+@njit(fastmath=FASTMATH, cache=True)
+def _undo_layer(state: np.ndarray, adjoint: np.ndarray, layer: np.ndarray, overlaps: np.ndarray) -> None:
+    """A layer undone on ``state`` and ``adjoint`` (each qubit's transpose, its inverse), with every
+    qubit's overlap taken just before its own matrix is undone.
+
+    That is the overlap just after the layer: the other qubits' matrices, undone already or not,
+    are orthogonal and commute with (-iY/2) on this qubit, so they cancel in adjoint . (-iY/2) state.
+    """
+    n, qubit = layer.shape[0], 0
+    if n >= 3:
+        overlaps[0], overlaps[1], overlaps[2] = _undo_low(state, adjoint, layer[0], layer[1], layer[2])
+        qubit = 3
+    while qubit + 1 < n:
+        overlaps[qubit], overlaps[qubit + 1] = _undo_two(state, adjoint, qubit, layer[qubit], layer[qubit + 1])
+        qubit += 2
+    if qubit < n:
+        overlaps[qubit] = _undo_one(state, adjoint, qubit, layer[qubit])
+
+
+@njit(fastmath=FASTMATH, cache=True)
 def _reverse(matrices: np.ndarray, kinds: np.ndarray, args: np.ndarray, inverse_perms: np.ndarray,
              signs: np.ndarray, state: np.ndarray, adjoint: np.ndarray) -> np.ndarray:  # fmt: skip
     """Per layer and qubit, 1/2 sum over pairs (adjoint_1 state_0 - adjoint_0 state_1) just after the layer.
 
     That is adjoint . (-iY/2)_q state, the derivative of the expectation along an RY angle on qubit q
     that is the last gate of its slot (the adjoint plan's condition). ``state`` and ``adjoint`` are
-    overwritten: each layer is undone on both with its transpose, its inverse.
+    overwritten: each layer is undone on both.
     """
     overlaps = np.zeros((matrices.shape[0], matrices.shape[1]), dtype=state.dtype)
-    scratch = np.empty_like(state)
+    state_scratch, adjoint_scratch = np.empty_like(state), np.empty_like(adjoint)
     for k in range(kinds.shape[0] - 1, -1, -1):
         if kinds[k] == LAYER:
-            layer_index = args[k]
-            layer = matrices[layer_index]
-            for q in range(layer.shape[0]):
-                stride, total = 1 << q, 0.0
-                for base in range(0, state.shape[0], 2 * stride):
-                    for i in range(base, base + stride):
-                        total += adjoint[i + stride] * state[i] - adjoint[i] * state[i + stride]
-                overlaps[layer_index, q] = 0.5 * total
-            for q in range(layer.shape[0]):  # the transpose: [[a, c], [b, d]]
-                a, b, c, d = layer[q, 0, 0], layer[q, 0, 1], layer[q, 1, 0], layer[q, 1, 1]
-                _apply_matrix(state, q, a, c, b, d)
-                _apply_matrix(adjoint, q, a, c, b, d)
+            _undo_layer(state, adjoint, matrices[args[k]], overlaps[args[k]])
         elif kinds[k] == PERM:
             index = inverse_perms[args[k]]
-            for vector in (state, adjoint):
-                for i in range(vector.shape[0]):
-                    scratch[i] = vector[index[i]]
-                vector[:] = scratch
+            for i in range(state.shape[0]):
+                state_scratch[i], adjoint_scratch[i] = state[index[i]], adjoint[index[i]]
+            state, state_scratch = state_scratch, state
+            adjoint, adjoint_scratch = adjoint_scratch, adjoint
         else:
             state *= signs[args[k]]
             adjoint *= signs[args[k]]
