@@ -1,20 +1,32 @@
-"""The torch engine's real RY circuits as two compiled loops on CPU: for small circuits, op overhead is the cost.
+"""The torch engine's real RY circuits, one parameter set on CPU, as two compiled loops (numba).
 
 At 7 qubits a state is 128 amplitudes: each torch operation of the engine (a few dozen forward, more
-in the reverse sweep) does almost nothing, and their dispatch is what a training step pays (0.9 ms
-for `mnist_hardware`'s circuit forward and backward, one thread). Here the whole forward is one
-compiled call and the whole reverse sweep another (numba, float32 or float64 like the engine):
-each layer applies its 2x2 matrices qubit by qubit, a permutation is one gather, a sign vector one
-product; the sweep uncomputes the state beside the adjoint (the layers are orthogonal) and takes
-every RY angle's overlap on the way. The gate matrices and the angles' gradient stay torch
+in the reverse sweep) does almost nothing, and their dispatch is what a training step pays. At 12-19
+qubits the torch sweep's chunk products do real work, but keep every layer's state and make a new
+tensor per op. Here the whole forward is one compiled call and the whole reverse sweep another
+(float32 or float64 like the engine); the gate matrices and the angles' gradient stay torch
 operations of the engine (`_slot_matrices`, the adjoint plan's columns), so what this module
 computes is only the state and the per-slot overlaps.
 
-Forward and reverse sweep of the 8-block ansatz, one thread, 200 calls alternated with the torch
-sweep, medians (machine under load): 7 qubits 0.40 ms against 1.01; 9 qubits 0.75 against 1.58;
-11 qubits 1.64 against 2.76; 12 qubits 2.65 against 3.03, and slower than the torch sweep in an
-earlier, unalternated measurement (2.2 against 1.8): from about 12 qubits the engine's dense chunk
-products catch up, so `COMPILED_QUBITS` stops at 11.
+The loops are written so that LLVM vectorizes them, with as few passes over memory as it allows:
+
+- a layer's qubits 0-2 (runs of 1, 2 and 4 pairs, which a pass per qubit cannot vectorize) take one
+  pass over groups of 8 amplitudes, kept in registers; the loop over groups vectorizes in float32;
+- the other qubits go two at a time, each pass one loop per block over four contiguous runs;
+- the reverse sweep uncomputes the state beside the adjoint (the layers are orthogonal) in the same
+  passes, taking each qubit's overlap just before its own matrix is undone (`_undo_layer`);
+- a permutation is one gather into a second buffer, which then becomes the state; a sign vector one
+  product.
+
+Forward and reverse (angles -> probabilities -> the angles' gradient, the engine's autograd node
+included) of the 8-block ansatz, one thread, the two paths alternated, medians in ms, compiled
+against the torch sweep (`scripts/compiled_sweep_timing.py`, 50 turns, 10 from 17 qubits; 2 shared
+cores, load about 2): float32: 11 qubits 0.35 against 1.21, 12: 0.49 / 1.36, 13: 0.71 / 1.83,
+15: 2.40 / 7.72, 17: 7.98 / 31.2, 19: 28.1 / 128; float64: 11: 0.42 / 1.44, 12: 0.59 / 1.88,
+13: 1.07 / 3.26, 15: 3.12 / 10.7, 17: 12.3 / 42.6, 19: 59.0 / 335. The loops win at every count
+measured (2.6-5.7x), so `COMPILED_QUBITS` is 19, the most measured. (The earlier scalar loops, a
+pass per qubit and separate overlap passes, took 3.9 ms at 13 qubits in float32 beside 1.3 for these
+in another alternated run, and lost to the torch sweep from 12 qubits.)
 """
 
 from __future__ import annotations
@@ -25,7 +37,7 @@ import numpy as np
 import torch
 from numba import njit
 
-COMPILED_QUBITS = 11  # circuits of at most this many qubits take the compiled path on CPU (12: slower)
+COMPILED_QUBITS = 19  # circuits of at most this many qubits take the compiled path on CPU (faster at 11-19)
 LAYER, PERM, DIAG = 0, 1, 2
 # FMA contraction and reordered sums (the overlaps are reductions, which vectorize only reordered);
 # no assumption about NaN or infinity
@@ -51,7 +63,11 @@ def _one_qubit(state: np.ndarray, qubit: int, m: np.ndarray) -> None:
 
 @njit(fastmath=FASTMATH, cache=True)
 def _two_qubits(state: np.ndarray, qubit: int, m: np.ndarray, k: np.ndarray) -> None:
-    """``m`` on ``qubit`` and ``k`` on ``qubit + 1``, in place, in one pass over the state."""
+    """``m`` on ``qubit`` and ``k`` on ``qubit + 1``, in place, in one pass over the state.
+
+    Per block, four contiguous runs of 2^qubit amplitudes as separate slices: the inner loop
+    vectorizes (LLVM checks once per block that the slices do not overlap).
+    """
     a, b, c, d = m[0, 0], m[0, 1], m[1, 0], m[1, 1]
     e, f, g, h = k[0, 0], k[0, 1], k[1, 0], k[1, 1]
     stride = 1 << qubit
@@ -69,8 +85,9 @@ def _two_qubits(state: np.ndarray, qubit: int, m: np.ndarray, k: np.ndarray) -> 
 def _low_qubits(state: np.ndarray, m0: np.ndarray, m1: np.ndarray, m2: np.ndarray) -> None:
     """``m0``, ``m1``, ``m2`` on qubits 0, 1, 2, in place, in one pass over groups of 8 amplitudes.
 
-    Written as one loop over groups with fixed offsets, so that it vectorizes across groups (float32:
-    strided loads); a pass per qubit over runs of 1, 2 or 4 pairs would not vectorize at all.
+    Written as one loop over groups with fixed offsets, so that LLVM vectorizes it across groups in
+    float32 (it leaves float64 scalar); a pass per qubit over runs of 1, 2 or 4 pairs does not
+    vectorize at all.
     """
     a0, b0, c0, d0 = m0[0, 0], m0[0, 1], m0[1, 0], m0[1, 1]
     a1, b1, c1, d1 = m1[0, 0], m1[0, 1], m1[1, 0], m1[1, 1]
@@ -125,9 +142,14 @@ def _forward(matrices: np.ndarray, kinds: np.ndarray, args: np.ndarray, perms: n
 
 
 @njit(fastmath=FASTMATH, cache=True)
-def _pair_overlap(s0: float, s1: float, a0: float, a1: float) -> float:
-    """adjoint . (-iY) state on one pair: the overlap of an RY angle, twice."""
-    return a1 * s0 - a0 * s1
+def _undo_pair(total: float, s0: float, s1: float, a0: float, a1: float, a: float, b: float, c: float, d: float
+               ) -> tuple[float, float, float, float, float]:  # fmt: skip
+    """``total`` plus twice the overlap adjoint . (-iY/2) state of one pair of amplitudes, then the
+    pair of the state (s0, s1) and of the adjoint (a0, a1), each with [[a, b], [c, d]] applied."""
+    total += a1 * s0 - a0 * s1
+    s0, s1 = _rotate(s0, s1, a, b, c, d)
+    a0, a1 = _rotate(a0, a1, a, b, c, d)
+    return total, s0, s1, a0, a1
 
 
 @njit(fastmath=FASTMATH, cache=True)
@@ -139,9 +161,7 @@ def _undo_one(state: np.ndarray, adjoint: np.ndarray, qubit: int, m: np.ndarray)
         s0, s1 = state[base : base + stride], state[base + stride : base + 2 * stride]
         a0, a1 = adjoint[base : base + stride], adjoint[base + stride : base + 2 * stride]
         for i in range(stride):
-            total += _pair_overlap(s0[i], s1[i], a0[i], a1[i])
-            s0[i], s1[i] = _rotate(s0[i], s1[i], a, b, c, d)
-            a0[i], a1[i] = _rotate(a0[i], a1[i], a, b, c, d)
+            total, s0[i], s1[i], a0[i], a1[i] = _undo_pair(total, s0[i], s1[i], a0[i], a1[i], a, b, c, d)
     return 0.5 * total
 
 
@@ -157,18 +177,10 @@ def _undo_two(state: np.ndarray, adjoint: np.ndarray, qubit: int, m: np.ndarray,
         a0, a1 = adjoint[base : base + stride], adjoint[base + stride : base + 2 * stride]
         a2, a3 = adjoint[base + 2 * stride : base + 3 * stride], adjoint[base + 3 * stride : base + 4 * stride]
         for i in range(stride):
-            x0, x1, x2, x3 = s0[i], s1[i], s2[i], s3[i]
-            y0, y1, y2, y3 = a0[i], a1[i], a2[i], a3[i]
-            low += _pair_overlap(x0, x1, y0, y1) + _pair_overlap(x2, x3, y2, y3)
-            x0, x1 = _rotate(x0, x1, a, b, c, d)
-            x2, x3 = _rotate(x2, x3, a, b, c, d)
-            y0, y1 = _rotate(y0, y1, a, b, c, d)
-            y2, y3 = _rotate(y2, y3, a, b, c, d)
-            high += _pair_overlap(x0, x2, y0, y2) + _pair_overlap(x1, x3, y1, y3)
-            s0[i], s2[i] = _rotate(x0, x2, e, f, g, h)
-            s1[i], s3[i] = _rotate(x1, x3, e, f, g, h)
-            a0[i], a2[i] = _rotate(y0, y2, e, f, g, h)
-            a1[i], a3[i] = _rotate(y1, y3, e, f, g, h)
+            low, x0, x1, y0, y1 = _undo_pair(low, s0[i], s1[i], a0[i], a1[i], a, b, c, d)
+            low, x2, x3, y2, y3 = _undo_pair(low, s2[i], s3[i], a2[i], a3[i], a, b, c, d)
+            high, s0[i], s2[i], a0[i], a2[i] = _undo_pair(high, x0, x2, y0, y2, e, f, g, h)
+            high, s1[i], s3[i], a1[i], a3[i] = _undo_pair(high, x1, x3, y1, y3, e, f, g, h)
     return 0.5 * low, 0.5 * high
 
 
@@ -187,48 +199,22 @@ def _undo_low(
         x4, x5, x6, x7 = state[g + 4], state[g + 5], state[g + 6], state[g + 7]
         y0, y1, y2, y3 = adjoint[g], adjoint[g + 1], adjoint[g + 2], adjoint[g + 3]
         y4, y5, y6, y7 = adjoint[g + 4], adjoint[g + 5], adjoint[g + 6], adjoint[g + 7]
-        o0 += (
-            _pair_overlap(x0, x1, y0, y1)
-            + _pair_overlap(x2, x3, y2, y3)
-            + _pair_overlap(x4, x5, y4, y5)
-            + _pair_overlap(x6, x7, y6, y7)
-        )
-        x0, x1 = _rotate(x0, x1, a0, b0, c0, d0)
-        x2, x3 = _rotate(x2, x3, a0, b0, c0, d0)
-        x4, x5 = _rotate(x4, x5, a0, b0, c0, d0)
-        x6, x7 = _rotate(x6, x7, a0, b0, c0, d0)
-        y0, y1 = _rotate(y0, y1, a0, b0, c0, d0)
-        y2, y3 = _rotate(y2, y3, a0, b0, c0, d0)
-        y4, y5 = _rotate(y4, y5, a0, b0, c0, d0)
-        y6, y7 = _rotate(y6, y7, a0, b0, c0, d0)
-        o1 += (
-            _pair_overlap(x0, x2, y0, y2)
-            + _pair_overlap(x1, x3, y1, y3)
-            + _pair_overlap(x4, x6, y4, y6)
-            + _pair_overlap(x5, x7, y5, y7)
-        )
-        x0, x2 = _rotate(x0, x2, a1, b1, c1, d1)
-        x1, x3 = _rotate(x1, x3, a1, b1, c1, d1)
-        x4, x6 = _rotate(x4, x6, a1, b1, c1, d1)
-        x5, x7 = _rotate(x5, x7, a1, b1, c1, d1)
-        y0, y2 = _rotate(y0, y2, a1, b1, c1, d1)
-        y1, y3 = _rotate(y1, y3, a1, b1, c1, d1)
-        y4, y6 = _rotate(y4, y6, a1, b1, c1, d1)
-        y5, y7 = _rotate(y5, y7, a1, b1, c1, d1)
-        o2 += (
-            _pair_overlap(x0, x4, y0, y4)
-            + _pair_overlap(x1, x5, y1, y5)
-            + _pair_overlap(x2, x6, y2, y6)
-            + _pair_overlap(x3, x7, y3, y7)
-        )
-        state[g], state[g + 4] = _rotate(x0, x4, a2, b2, c2, d2)
-        state[g + 1], state[g + 5] = _rotate(x1, x5, a2, b2, c2, d2)
-        state[g + 2], state[g + 6] = _rotate(x2, x6, a2, b2, c2, d2)
-        state[g + 3], state[g + 7] = _rotate(x3, x7, a2, b2, c2, d2)
-        adjoint[g], adjoint[g + 4] = _rotate(y0, y4, a2, b2, c2, d2)
-        adjoint[g + 1], adjoint[g + 5] = _rotate(y1, y5, a2, b2, c2, d2)
-        adjoint[g + 2], adjoint[g + 6] = _rotate(y2, y6, a2, b2, c2, d2)
-        adjoint[g + 3], adjoint[g + 7] = _rotate(y3, y7, a2, b2, c2, d2)
+        o0, x0, x1, y0, y1 = _undo_pair(o0, x0, x1, y0, y1, a0, b0, c0, d0)
+        o0, x2, x3, y2, y3 = _undo_pair(o0, x2, x3, y2, y3, a0, b0, c0, d0)
+        o0, x4, x5, y4, y5 = _undo_pair(o0, x4, x5, y4, y5, a0, b0, c0, d0)
+        o0, x6, x7, y6, y7 = _undo_pair(o0, x6, x7, y6, y7, a0, b0, c0, d0)
+        o1, x0, x2, y0, y2 = _undo_pair(o1, x0, x2, y0, y2, a1, b1, c1, d1)
+        o1, x1, x3, y1, y3 = _undo_pair(o1, x1, x3, y1, y3, a1, b1, c1, d1)
+        o1, x4, x6, y4, y6 = _undo_pair(o1, x4, x6, y4, y6, a1, b1, c1, d1)
+        o1, x5, x7, y5, y7 = _undo_pair(o1, x5, x7, y5, y7, a1, b1, c1, d1)
+        o2, x0, x4, y0, y4 = _undo_pair(o2, x0, x4, y0, y4, a2, b2, c2, d2)
+        o2, x1, x5, y1, y5 = _undo_pair(o2, x1, x5, y1, y5, a2, b2, c2, d2)
+        o2, x2, x6, y2, y6 = _undo_pair(o2, x2, x6, y2, y6, a2, b2, c2, d2)
+        o2, x3, x7, y3, y7 = _undo_pair(o2, x3, x7, y3, y7, a2, b2, c2, d2)
+        state[g], state[g + 1], state[g + 2], state[g + 3] = x0, x1, x2, x3
+        state[g + 4], state[g + 5], state[g + 6], state[g + 7] = x4, x5, x6, x7
+        adjoint[g], adjoint[g + 1], adjoint[g + 2], adjoint[g + 3] = y0, y1, y2, y3
+        adjoint[g + 4], adjoint[g + 5], adjoint[g + 6], adjoint[g + 7] = y4, y5, y6, y7
     return 0.5 * o0, 0.5 * o1, 0.5 * o2
 
 
@@ -298,8 +284,9 @@ class CompiledPlan:
                 counters[kind] += 1
         self.size = size = 2**program.num_qubits
         self.kinds, self.args = np.array(kinds, dtype=np.int64), np.array(args, dtype=np.int64)
-        self.perms = np.array(perms, dtype=np.int64).reshape(-1, size)
-        self.inverse_perms = np.argsort(self.perms, axis=1)
+        # int32 gather indices: as fast as int64, half the memory (a permutation and its inverse: 4 MB at 19 qubits)
+        self.perms = np.array(perms, dtype=np.int32).reshape(-1, size)
+        self.inverse_perms = np.argsort(self.perms, axis=1).astype(np.int32)
         self.signs = np.array(signs, dtype=self.dtype).reshape(-1, size)
         self.shape = (program.num_layers, program.num_qubits, 2, 2)
 

@@ -70,11 +70,41 @@ def test_reverse_sweep_matches_finite_differences(name):
     np.testing.assert_allclose(engine.vjp(circuit, values, grad), expected, rtol=1e-6, atol=1e-8)
 
 
-@pytest.mark.parametrize("name", ["linear_3x3", "circular_6x2", "mixed", "linear_11x2", "linear_12x2"])
+def compiled_kernel_circuits() -> dict[str, QuantumCircuit]:
+    """Circuits that reach each of the compiled loops' kernels: 1 and 2 qubits are too few for the pass
+    over qubits 0-2 (one single-qubit pass, one pair pass); 13 qubits take it, then pairs of qubits
+    with runs of 8 to 2048 amplitudes. The wide mixed one adds a gather before any layer, a cz after
+    the last, fixed gates, shared and affine angles, and slots a layer leaves empty."""
+    t = ParameterVector("t", 14)
+    wide = QuantumCircuit(13)
+    wide.cx(0, 1)
+    wide.h([0, 7])
+    for q in range(13):
+        wide.ry(t[q % 12] if q % 5 else 0.8 * t[q % 12] + 0.3, q)
+    wide.cz(1, 12)
+    wide.swap(2, 9)
+    for q in range(12):
+        wide.cx(q, q + 1)
+    wide.x(5)
+    for q in (0, 2, 3, 5, 8, 11, 12):
+        wide.ry(t[12] if q < 6 else t[13], q)
+    wide.cz(3, 4)
+    one, two = QuantumCircuit(1), QuantumCircuit(2)
+    one.h(0)
+    one.ry(1.5 * t[0] - 0.2, 0)
+    two.ry(t[0], 0)
+    two.ry(t[1], 1)
+    two.cx(0, 1)
+    two.ry(1.5 * t[2], 1)
+    return {"one_qubit": one, "two_qubits": two, "linear_13x2": build_ansatz(13, 2), "wide_mixed_13": wide}
+
+
+@pytest.mark.parametrize("name", ["linear_3x3", "circular_6x2", "mixed", "linear_11x2", *compiled_kernel_circuits()])
 def test_one_small_parameter_set_runs_compiled_and_matches_statevector_and_finite_differences(name):
     """Up to COMPILED_QUBITS one parameter set on CPU runs as `compiled_sweep`'s two loops (cz's signs,
-    swap's and cx's gathers, fixed gates before an RY included); 12 qubits keep the torch sweep."""
-    circuit = {**ry_circuits(), "linear_12x2": build_ansatz(12, 2)}[name]
+    swap's and cx's gathers, fixed gates before an RY included), in float64 to 1e-10 of `Statevector`."""
+    circuit = {**ry_circuits(), **compiled_kernel_circuits()}[name]
+    assert circuit.num_qubits <= backends.compiled_sweep.COMPILED_QUBITS
     rng = np.random.default_rng(len(name))
     values = rng.uniform(-np.pi, np.pi, (1, circuit.num_parameters))
     weights = rng.normal(size=(1, 2**circuit.num_qubits))
@@ -83,10 +113,7 @@ def test_one_small_parameter_set_runs_compiled_and_matches_statevector_and_finit
         engine = backends.get_backend("torch_statevector", precision=precision)
         angles = torch.tensor(values, dtype=getattr(torch, precision), requires_grad=True)
         probs = engine.torch_probabilities(circuit, angles)
-        compiled = circuit.num_qubits <= backends.compiled_sweep.COMPILED_QUBITS
-        assert probs.grad_fn.name() == (
-            "CompiledProbabilitiesBackward" if compiled else "_AdjointProbabilitiesBackward"
-        )
+        assert probs.grad_fn.name() == "CompiledProbabilitiesBackward"
         (probs * torch.tensor(weights, dtype=probs.dtype)).sum().backward()
         gradients[precision] = angles.grad.double().numpy()
         tolerance = 1e-10 if precision == "float64" else 1e-6
@@ -110,16 +137,20 @@ def test_an_angle_under_a_later_gate_takes_autograd_and_stays_exact():
                                rtol=1e-6, atol=1e-8)  # fmt: skip
 
 
-def test_training_path_gradient_is_the_sweep_in_float32_too():
+@pytest.mark.parametrize("rows", [1, 2])
+def test_training_path_gradient_is_the_sweep_in_float32_too(rows):
+    """One parameter set (training) takes the compiled loops, two the torch engine's sweep."""
     circuit = build_ansatz(13, 3)
-    values = torch.tensor(np.random.default_rng(1).uniform(-3, 3, (1, circuit.num_parameters)))
-    weights = torch.randn(1, 2**13, dtype=torch.float64)
+    values = torch.tensor(np.random.default_rng(1).uniform(-3, 3, (rows, circuit.num_parameters)))
+    weights = torch.randn(rows, 2**13, dtype=torch.float64)
     gradients = []
     for precision in ("float32", "float64"):
         engine = backends.get_backend("torch_statevector", precision=precision)
         angles = values.to(getattr(torch, precision)).clone().requires_grad_(True)
         probs = engine.torch_probabilities(circuit, angles)
-        assert probs.grad_fn.name() == "_AdjointProbabilitiesBackward"
+        assert probs.grad_fn.name() == (
+            "CompiledProbabilitiesBackward" if rows == 1 else "_AdjointProbabilitiesBackward"
+        )
         (probs * weights.to(probs.dtype)).sum().backward()
         gradients.append(angles.grad.double())
     float64 = gradients[1].numpy()
