@@ -20,13 +20,14 @@ The loops are written so that LLVM vectorizes them, with as few passes over memo
 
 Forward and reverse (angles -> probabilities -> the angles' gradient, the engine's autograd node
 included) of the 8-block ansatz, one thread, the two paths alternated, medians in ms, compiled
-against the torch sweep (`scripts/compiled_sweep_timing.py`, 50 turns, 10 from 17 qubits; 2 shared
-cores, load about 2): float32: 11 qubits 0.35 against 1.21, 12: 0.49 / 1.36, 13: 0.71 / 1.83,
-15: 2.40 / 7.72, 17: 7.98 / 31.2, 19: 28.1 / 128; float64: 11: 0.42 / 1.44, 12: 0.59 / 1.88,
-13: 1.07 / 3.26, 15: 3.12 / 10.7, 17: 12.3 / 42.6, 19: 59.0 / 335. The loops win at every count
-measured (2.6-5.7x), so `COMPILED_QUBITS` is 19, the most measured. (The earlier scalar loops, a
-pass per qubit and separate overlap passes, took 3.9 ms at 13 qubits in float32 beside 1.3 for these
-in another alternated run, and lost to the torch sweep from 12 qubits.)
+against the torch sweep (`scripts/compiled_sweep_timing.py --repeats 100`: 100 turns, 20 from 17
+qubits; 2 shared cores, load about 1.8): float32: 11 qubits 0.34 against 1.20, 12: 0.44 / 1.29,
+13: 0.68 / 1.80, 15: 2.13 / 7.12, 17: 7.55 / 30.2, 19: 27.3 / 140; float64: 11: 0.66 / 2.15,
+12: 0.69 / 2.07, 13: 1.04 / 3.38, 15: 3.39 / 12.4, 17: 11.5 / 42.4, 19: 59.8 / 329. The loops win
+at every count measured (2.6-5.5x), so `COMPILED_QUBITS` is 19, the most measured. (The earlier
+scalar loops, a pass per qubit and separate overlap passes, took 3.9 ms at 13 qubits in float32
+where these took 1.3, alternated in one run under heavier load, and lost to the torch sweep from
+12 qubits.)
 """
 
 from __future__ import annotations
@@ -284,9 +285,10 @@ class CompiledPlan:
                 counters[kind] += 1
         self.size = size = 2**program.num_qubits
         self.kinds, self.args = np.array(kinds, dtype=np.int64), np.array(args, dtype=np.int64)
-        # int32 gather indices: as fast as int64, half the memory (a permutation and its inverse: 4 MB at 19 qubits)
-        self.perms = np.array(perms, dtype=np.int32).reshape(-1, size)
-        self.inverse_perms = np.argsort(self.perms, axis=1).astype(np.int32)
+        # uint32 gather indices: half the memory of int64 (a permutation and its inverse: 4 MB at 19
+        # qubits), and unsigned, so the gathers skip negative-index wraparound (15% faster)
+        self.perms = np.array(perms, dtype=np.uint32).reshape(-1, size)
+        self.inverse_perms = np.argsort(self.perms, axis=1).astype(np.uint32)
         self.signs = np.array(signs, dtype=self.dtype).reshape(-1, size)
         self.shape = (program.num_layers, program.num_qubits, 2, 2)
 
