@@ -20,6 +20,8 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from .ansatz import states_for
+from .compiled_mapping import ACTIVATIONS as COMPILED_ACTIVATIONS
+from .compiled_mapping import CompiledMLP
 
 FEATURES = ("raw", "scaled", "standard")
 ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh, "gelu": nn.GELU, "silu": nn.SiLU}
@@ -164,6 +166,13 @@ class MappingModel(nn.Module):
             layers += [nn.Linear(fan_in, fan_out), ACTIVATIONS[activation]()]
         layers.append(nn.Linear(sizes[-1], weights_per_state << head_bits))
         self.mlp = nn.Sequential(*layers)
+        self.activation = activation
+        # hand-written reverse passes: `compiled_mapping`'s loops where they cover the MLP, else
+        # `_BitsFirstLayer` for many rows. `subspace` turns them off: forward-mode AD needs torch's own.
+        self.fast_paths = True
+        self.loops_cover = (
+            len(hidden) == 1 and activation in COMPILED_ACTIVATIONS and not head_bits and probability_input
+        )
         with torch.no_grad():  # see bit_init_scale in the class docstring
             self.mlp[0].weight[:, : num_qubits - head_bits] *= bit_init_scale
 
@@ -177,8 +186,11 @@ class MappingModel(nn.Module):
 
     def rows(self, feature: torch.Tensor, start: int) -> torch.Tensor:
         """Generated weights (len(feature), k) of basis states start.. (an (n, 0) feature: bits only)."""
+        if self._loops(feature):
+            rows = len(feature)
+            return self._compiled(feature, start, rows, rows * self.weights_per_state, "raw").view(rows, -1)
         bits = self.bits(start, start + len(feature))[:, self.head_bits :]
-        if len(feature) < BITS_LAYER_ROWS:
+        if len(feature) < BITS_LAYER_ROWS or not self.fast_paths:
             out = self.mlp(torch.cat([bits, feature], dim=1))
         else:
             first = self.mlp[0]
@@ -189,8 +201,23 @@ class MappingModel(nn.Module):
         group = (start + rows) & ((1 << self.head_bits) - 1)
         return out.view(len(out), -1, self.weights_per_state)[rows, group]
 
+    def _loops(self, tensor: torch.Tensor) -> bool:
+        """Whether `compiled_mapping`'s loops run this MLP on ``tensor``'s device."""
+        return self.fast_paths and self.loops_cover and tensor.device.type == "cpu"
+
+    def _compiled(self, column: torch.Tensor, start: int, rows: int, count: int, feature: str) -> torch.Tensor:
+        """The first ``count`` generated weights of ``rows`` states from ``start`` by `compiled_mapping`'s loops;
+        ``column`` is P (its feature computed there too) or the feature."""
+        first, last = self.mlp[0], self.mlp[2]
+        low, scale = -1.0 if self.signed else 0.0, self.feature_args["gamma"] * 2 ** (self.num_qubits - 1)
+        return CompiledMLP.apply(column, first.weight, first.bias, last.weight, last.bias, start, rows, count, low,
+                                 1.0, self.activation, feature, scale)  # fmt: skip
+
     def forward(self, probs: torch.Tensor) -> torch.Tensor:
         """Generated weight vector of shape (num_weights,) from probabilities of shape (2^N,)."""
+        one_pass = self._loops(probs) and 2 <= self.num_rows <= self.chunk
+        if one_pass and self.feature_args["alpha"] == self.feature_args["beta"] == 1:  # feature and MLP at once
+            return self._compiled(probs, 0, self.num_rows, self.num_weights, self.features)
         if self.probability_input:
             used = probs[: self.num_rows].to(self.low_bits.dtype)
             feature = probability_feature(used, self.num_qubits, self.features, **self.feature_args)[:, None]

@@ -10,10 +10,12 @@ from __future__ import annotations
 import copy
 import math
 
+import numpy as np
 import torch
 from torch import nn
 from torch.func import functional_call
 
+from .compiled_mapping import CentreAndScale
 from .targets import count_parameters, parameter_layout
 
 METHODS = ("quantum_train", "classical")  # classical: the target's own weights (`DirectWeights`)
@@ -74,6 +76,13 @@ class TensorScale(nn.Module):
         """Root mean square of each target tensor's slice of ``theta``."""
         return per_tensor_mean(theta**2, self.tensor_index, self.tensor_sizes).clamp_min(1e-24).sqrt()
 
+    def fixed_gains(self) -> torch.Tensor | None:
+        """The gains (T,) once set, else None; checked again only when the gains change (their version)."""
+        key = (self.gain._version, self.gain.data_ptr())
+        if getattr(self, "_fixed_key", None) != key:
+            self._fixed_key, self._fixed = key, None if self.gain.isnan().any() else self.gain
+        return self._fixed
+
     def weight_gains(self, theta: torch.Tensor) -> torch.Tensor:
         """The fixed gains spread over the M weights (M,), set from ``theta`` on the first forward.
 
@@ -128,6 +137,10 @@ class QuantumTrain(nn.Module):
         sizes = torch.tensor([math.prod(shape) for _, shape in self.layout])
         self.register_buffer("tensor_index", torch.repeat_interleave(torch.arange(len(sizes)), sizes), persistent=False)
         self.register_buffer("tensor_sizes", sizes.float(), persistent=False)
+        # centring and scaling as one compiled pass where it applies (`_fixed_gains`); `subspace` turns
+        # this off, as forward-mode AD needs torch's own operations
+        self.fast_paths = True
+        self.tensor_bounds = np.concatenate([[0], np.cumsum(sizes.numpy())])  # tensor t: theta[bounds[t]:bounds[t+1]]
         if weight_scale not in WEIGHT_SCALES:
             raise ValueError(f"weight_scale must be one of {', '.join(WEIGHT_SCALES)}, got {weight_scale!r}")
         self.scale = (
@@ -154,6 +167,9 @@ class QuantumTrain(nn.Module):
     def weights_from_probabilities(self, probs: torch.Tensor) -> torch.Tensor:
         """theta (M,) from given outcome probabilities (e.g. measured once on hardware)."""
         generated = self.mapping(probs)
+        gains = self._fixed_gains(generated)
+        if gains is not None:  # the same as below, one compiled pass forward and one backward
+            return CentreAndScale.apply(generated, self.tensor_bounds, gains)
         # Centring and rescaling in float64: with the raw feature the weights differ by ~1e-5 of their
         # common offset, below what a float32 sum over a tensor resolves.
         theta = generated.double()
@@ -162,6 +178,15 @@ class QuantumTrain(nn.Module):
         elif self.center == "tensor":
             theta = theta - per_tensor_mean(theta, self.tensor_index, self.tensor_sizes)[self.tensor_index]
         return (theta if self.scale is None else self.scale(theta)).to(generated.dtype)
+
+    def _fixed_gains(self, generated: torch.Tensor) -> torch.Tensor | None:
+        """The per-tensor gains (T,) where centring and scaling can run as `CentreAndScale`: tensor
+        centring, fixed gains already set (or none), on CPU; None where the torch operations run."""
+        if not self.fast_paths or self.center != "tensor" or generated.device.type != "cpu":
+            return None
+        if self.scale is None:
+            return self.tensor_sizes.new_ones(len(self.tensor_sizes))
+        return None if self.scale.learned else self.scale.fixed_gains()
 
     def classical_parameters(self) -> list[nn.Parameter]:
         """What is trained besides the angles: the mapping MLP and the per-tensor scales if any."""

@@ -40,6 +40,7 @@ def generator_start(
         from_yaml_and_flags(config_file, flags), RunDir.create(tempfile.mkdtemp() + "/r"), Context(), print
     )
     model = session.model
+    model.fast_paths = model.mapping.fast_paths = False  # jacfwd needs forward-mode rules: torch's operations have them
     start = model.generate_weights().detach()  # also fixes the target_init gains
     trainable = {name: p for name, p in model.named_parameters() if p.requires_grad}
     sizes = [p.numel() for p in trainable.values()]
