@@ -139,3 +139,18 @@ def test_bad_train_shots_flag_exits_2(value, tmp_path):
     status, _, err = run_script_inprocess("train.py", "--train-shots", value, "--run-dir", str(tmp_path / "r"))
     assert status == 2 and err.count("\n") == 1 and "train_shots" in err
     assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.parametrize(("outcomes", "shots"), [(8, 64), (5, 40), (3, 7)])  # both samplers; 5 and 3: padded
+def test_counts_follow_the_multinomial_law(outcomes, shots):
+    """Mean S p and covariance S (diag p - p p^T) of the multinomial, from 20,000 draws of either sampler."""
+    torch.manual_seed(outcomes)
+    probs = torch.rand(outcomes, dtype=torch.float64)
+    probs[1] = 0  # an impossible outcome is never drawn
+    probs /= probs.sum()
+    draws = torch.stack([sample_counts(probs, shots) for _ in range(20_000)])
+    assert torch.equal(draws, draws.round()) and torch.all(draws.sum(1) == shots) and torch.all(draws[:, 1] == 0)
+    covariance = shots * (torch.diag(probs) - probs[:, None] * probs[None, :])
+    spread = covariance.diagonal().sqrt() / math.sqrt(len(draws))
+    assert torch.all((draws.mean(0) - shots * probs).abs() <= 5 * spread + 1e-12)
+    torch.testing.assert_close(draws.T.cov(), covariance, atol=0.06 * covariance.diagonal().max(), rtol=0)
