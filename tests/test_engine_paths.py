@@ -96,7 +96,14 @@ def compiled_kernel_circuits() -> dict[str, QuantumCircuit]:
     two.ry(t[1], 1)
     two.cx(0, 1)
     two.ry(1.5 * t[2], 1)
-    return {"one_qubit": one, "two_qubits": two, "linear_13x2": build_ansatz(13, 2), "wide_mixed_13": wide}
+    return {
+        "one_qubit": one,
+        "two_qubits": two,
+        "linear_5x2": build_ansatz(5, 2),  # the smallest CNOT chain gathered without an index
+        "linear_7x3": build_ansatz(7, 3),  # qubits 5 and 6 in runs of 32, nothing after them
+        "linear_13x2": build_ansatz(13, 2),
+        "wide_mixed_13": wide,
+    }
 
 
 @pytest.mark.parametrize("name", ["linear_3x3", "circular_6x2", "mixed", "linear_11x2", *compiled_kernel_circuits()])
@@ -121,6 +128,26 @@ def test_one_small_parameter_set_runs_compiled_and_matches_statevector_and_finit
     expected = finite_difference_vjp(circuit, values, weights)
     np.testing.assert_allclose(gradients["float64"], expected, rtol=1e-6, atol=1e-8)
     np.testing.assert_allclose(gradients["float32"], expected, atol=1e-5)
+
+
+@pytest.mark.parametrize("num_qubits", [4, 5, 6, 9, 12])
+def test_compiled_chain_gathers_are_the_index_gathers(num_qubits):
+    """A linear CNOT chain's permutation and its inverse, computed at fixed offsets, move every amplitude
+    where the index arrays do (from 2^5 amplitudes; below, the plan keeps the index)."""
+    loops = backends.compiled_sweep
+    engine = backends.get_backend("torch_statevector", precision="float64")
+    plan = loops.CompiledPlan(engine.program(build_ansatz(num_qubits, 2)), torch.float64)
+    assert plan.chain.tolist() == [num_qubits >= 5] * 2
+    if num_qubits < 5:
+        return
+    rng = np.random.default_rng(num_qubits)
+    state, adjoint = rng.normal(size=(2, 2**num_qubits))
+    out, out_adjoint = np.empty_like(state), np.empty_like(state)
+    loops._chain_gather(out, state)
+    np.testing.assert_array_equal(out, state[plan.perms[0]])
+    loops._prefix_gathers(out, out_adjoint, state, adjoint)
+    np.testing.assert_array_equal(out, state[plan.inverse_perms[0]])
+    np.testing.assert_array_equal(out_adjoint, adjoint[plan.inverse_perms[0]])
 
 
 def test_an_angle_under_a_later_gate_takes_autograd_and_stays_exact():
