@@ -6,19 +6,23 @@ skinny matrix products: about 2 ms a step on one thread, a quarter of the classi
 compared with. Written out, P -> weights is one autograd node (`CompiledMLP`) and centring and
 scaling another (`CentreAndScale`), and the arithmetic shrinks too:
 
-- the first layer's bit columns are the basis bits of consecutive rows, so their product with the
-  weights is built from earlier rows (rows 2^b .. 2^(b+1) - 1 are rows 0 .. 2^b - 1 plus column b of
-  the weights): one addition per hidden unit and row instead of N multiply-adds;
-- their weight gradient is, per bit, the sum of the pre-activation gradients over the rows whose bit
-  is set: folding the upper half of the rows onto the lower, bit by bit from the top, gives all N
-  sums in two passes over the rows instead of N.
+- the rows are consecutive basis states, so the first layer's product with their bits is a table
+  over the low bits of a tile of rows (rows 2^b .. 2^(b+1) - 1 are rows 0 .. 2^b - 1 plus column b
+  of the weights: one addition each) plus one shift per tile for the bits above it, instead of N
+  multiply-adds per row and hidden unit;
+- a bit column's weight gradient is the sum of the pre-activation gradients over the rows whose bit
+  is set: whole tiles' sums for the bits above the tile, and for the bits within it the sums per
+  position in the tile, folded bit by bit from the top, instead of N passes over the rows.
 
-The loops run hidden unit by hidden unit over contiguous rows, which the compiler vectorizes.
+The loops take a tile of rows at a time (`TILE`), hidden unit by hidden unit over contiguous rows,
+which the compiler vectorizes and the cache holds; backward computes each tile's activations
+again, so nothing of the size of the table is kept (a 2^19-row mapping needs no checkpointing).
 Covered: one hidden layer, relu or tanh, any k, bits in 0/1 or +-1, the shipped features (alpha =
-beta = 1), a block of rows that starts at a multiple of a power of two at least its length (the whole
-table, or one of `MappingModel`'s chunks, whose feature is then computed outside). Anything else
-(deeper MLPs, gelu/silu, head bits, learned scales, CUDA, forward-mode AD as in `subspace`) keeps
-torch's operations. Tested against them and against finite differences (tests/test_compiled_mapping.py).
+beta = 1), a block of rows that starts at a multiple of a power of two at least its length (the
+whole table, or one of `MappingModel`'s chunks, whose feature is then computed outside). Anything
+else (deeper MLPs, gelu/silu, head bits, learned scales, CUDA, forward-mode AD as in `subspace`)
+keeps torch's operations. Tested against them and against finite differences
+(tests/test_compiled_mapping.py).
 """
 
 from __future__ import annotations
@@ -30,112 +34,170 @@ import torch
 from numba import njit
 
 ACTIVATIONS = ("relu", "tanh")
+# Rows per tile: the loops hold one tile's activations (h x TILE) and never the whole table's
+# (alternated, 285,226 rows, [20, 20, 1]: 256 rows 4.1 ms, 512 3.5, 1,024 3.3, 2,048 3.5 forward and backward).
+TILE = 1024
 FEATURE_KINDS = ("raw", "scaled", "standard")  # "raw": the column is the feature itself
 
 
 # The loops keep every value in the arrays' own float type: the bit values ``low``/``high`` arrive as
 # scalars of that type and zeros are derived from them, as a float64 literal would promote a float32
-# loop to float64 and stop it from vectorizing (measured: 5x slower for `_hidden`).
+# loop to float64 and stop it from vectorizing (measured: 5x slower for the activations).
+
+
+@njit(cache=True)
+def _tile_bits(rows: int) -> int:
+    """log2 of the rows a tile holds: TILE (its activations stay in cache), or fewer rows rounded up."""
+    bits = 0
+    while (1 << bits) < min(rows, TILE):
+        bits += 1
+    return bits
 
 
 @njit(cache=True, fastmath=True)
-def _hidden(first: np.ndarray, bias: np.ndarray, feature: np.ndarray, start: int, low: Any, high: Any,
-            use_tanh: bool) -> np.ndarray:  # fmt: skip
-    """(h, rows) activations of rows start..; ``first`` is the first layer's weight (h, N + 1).
-
-    Hidden unit by hidden unit, so that every loop runs over a contiguous row of the table.
-    """
-    width, num_bits, rows = first.shape[0], first.shape[1] - 1, feature.shape[0]
-    out, zero = np.empty((width, rows), dtype=first.dtype), low - low
+def _low_table(first: np.ndarray, tile_bits: int, low: Any, high: Any) -> np.ndarray:
+    """(h, 2^tile_bits): the first layer's product with the low ``tile_bits`` bits of rows 0, 1, ...:
+    rows 2^b .. 2^(b+1) - 1 are rows 0 .. 2^b - 1 plus column b of the weights (one addition each)."""
+    width = first.shape[0]
+    size = 1 << tile_bits
+    table = np.empty((width, size), dtype=first.dtype)
     for j in range(width):
-        unit, total = out[j], bias[j]
-        for b in range(num_bits):  # row 0: the bits of ``start``
-            total += first[j, b] * (high if (start >> b) & 1 else low)
+        unit, total = table[j], low - low
+        for b in range(tile_bits):
+            total += first[j, b] * low
         unit[0] = total
-        size, b = 1, 0
-        while size < rows:  # rows 2^b .. 2^(b+1) - 1 are rows 0 .. 2^b - 1 with bit b turned on
-            step, stop = (high - low) * first[j, b], min(2 * size, rows)
-            source, target = unit[: stop - size], unit[size:stop]
-            for i in range(stop - size):
+        filled = 1
+        for b in range(tile_bits):
+            step = (high - low) * first[j, b]
+            source, target = unit[:filled], unit[filled : 2 * filled]
+            for i in range(filled):
                 target[i] = source[i] + step
-            size, b = 2 * size, b + 1
-        weight = first[j, num_bits]
+            filled *= 2
+    return table
+
+
+@njit(cache=True, fastmath=True)
+def _tile_hidden(first: np.ndarray, bias: np.ndarray, feature: np.ndarray, table: np.ndarray, base: int,
+                 count: int, tile_bits: int, low: Any, high: Any, use_tanh: bool, out: np.ndarray) -> None:  # fmt: skip
+    """Activations (h, count) of rows base .. base + count - 1 into ``out``: the low bits' part from
+    ``table``, the bits above the tile (the same for all its rows) and the bias as one shift per unit."""
+    width, num_bits = first.shape[0], first.shape[1] - 1
+    zero = low - low
+    for j in range(width):
+        shift = bias[j]
+        for b in range(tile_bits, num_bits):
+            shift += first[j, b] * (high if (base >> b) & 1 else low)
+        weight, unit, low_part = first[j, num_bits], out[j], table[j]
         if use_tanh:
-            for i in range(rows):
-                unit[i] = np.tanh(unit[i] + weight * feature[i])
+            for i in range(count):
+                unit[i] = np.tanh(low_part[i] + shift + weight * feature[i])
         else:
-            for i in range(rows):
-                v = unit[i] + weight * feature[i]
+            for i in range(count):
+                v = low_part[i] + shift + weight * feature[i]
                 unit[i] = v if v > zero else zero
+
+
+@njit(cache=True, fastmath=True)
+def _forward(first: np.ndarray, bias: np.ndarray, feature: np.ndarray, last: np.ndarray, last_bias: np.ndarray,
+             start: int, low: Any, high: Any, use_tanh: bool) -> np.ndarray:  # fmt: skip
+    """(k, rows) outputs of rows start.., a tile of rows at a time (the activations are not kept)."""
+    rows, width, k = feature.shape[0], first.shape[0], last.shape[0]
+    tile_bits = _tile_bits(rows)
+    size = 1 << tile_bits
+    table = _low_table(first, tile_bits, low, high)
+    hidden = np.empty((width, size), dtype=first.dtype)
+    out = np.empty((k, rows), dtype=first.dtype)
+    for t0 in range(0, rows, size):
+        count = min(size, rows - t0)
+        tile = feature[t0 : t0 + count]
+        _tile_hidden(first, bias, tile, table, start + t0, count, tile_bits, low, high, use_tanh, hidden)
+        for o in range(k):
+            row = out[o, t0 : t0 + count]
+            row[:] = last_bias[o]
+            for j in range(width):
+                weight, unit = last[o, j], hidden[j]
+                for i in range(count):
+                    row[i] += weight * unit[i]
     return out
 
 
 @njit(cache=True, fastmath=True)
-def _output(hidden: np.ndarray, last: np.ndarray, bias: np.ndarray) -> np.ndarray:
-    """(k, rows) outputs of the last layer."""
-    k, width, rows = last.shape[0], last.shape[1], hidden.shape[1]
-    out = np.empty((k, rows), dtype=hidden.dtype)
-    for o in range(k):
-        row = out[o]
-        row[:] = bias[o]
-        for j in range(width):
-            weight, unit = last[o, j], hidden[j]
-            for i in range(rows):
-                row[i] += weight * unit[i]
-    return out
+def _bit_columns(grad_first: np.ndarray, grad_bias: np.ndarray, by_position: np.ndarray, tile_bits: int, low: Any,
+                 high: Any) -> None:  # fmt: skip
+    """The bit columns' gradients in ``grad_first``, which holds, for the bits above the tile, the sums over
+    the rows whose bit is set. ``by_position``: per unit, the sums over the tiles per position in a tile,
+    folded here bit by bit from the top for the bits within the tile (overwritten)."""
+    zero = low - low
+    for j in range(grad_first.shape[0]):
+        accumulated = by_position[j]
+        for bit in range(tile_bits - 1, -1, -1):
+            half = 1 << bit
+            upper, lower, on = accumulated[half : 2 * half], accumulated[:half], zero
+            for i in range(half):
+                on += upper[i]
+                lower[i] += upper[i]
+            grad_first[j, bit] = on
+        for b in range(grad_first.shape[1] - 1):  # a bit's value is low, plus (high - low) where it is set
+            grad_first[j, b] = low * grad_bias[j] + (high - low) * grad_first[j, b]
 
 
 @njit(cache=True, fastmath=True)
-def _backward(first: np.ndarray, last: np.ndarray, feature: np.ndarray, hidden: np.ndarray, grad: np.ndarray,
+def _backward(first: np.ndarray, bias: np.ndarray, feature: np.ndarray, last: np.ndarray, grad: np.ndarray,
               start: int, low: Any, high: Any, use_tanh: bool):  # fmt: skip
-    """Gradients of sum(grad * output) (``grad``: (k, rows)): both layers' weights and biases, the feature."""
-    width, num_bits, k, rows = first.shape[0], first.shape[1] - 1, last.shape[0], hidden.shape[1]
-    dtype, zero = hidden.dtype, low - low
+    """Gradients of sum(grad * output) (``grad``: (k, rows)): both layers' weights and biases, the feature.
+
+    Each tile's activations are computed again. A bit column's gradient is the sum of the
+    pre-activation gradients over the rows whose bit is set: for bits above the tile, whole tiles'
+    sums; for bits within it, the sums per position in the tile, folded bit by bit from the top.
+    """
+    rows, width, k, num_bits = feature.shape[0], first.shape[0], last.shape[0], first.shape[1] - 1
+    dtype = first.dtype
+    zero = low - low
     one = zero + 1
+    tile_bits = _tile_bits(rows)
+    size = 1 << tile_bits
+    table = _low_table(first, tile_bits, low, high)
+    hidden = np.empty((width, size), dtype=dtype)
+    pre = np.empty(size, dtype=dtype)
+    by_position = np.zeros((width, size), dtype=dtype)  # pre-activation gradients summed over the tiles
     grad_first, grad_bias = np.zeros((width, num_bits + 1), dtype=dtype), np.zeros(width, dtype=dtype)
     grad_last, grad_last_bias = np.zeros((k, width), dtype=dtype), np.zeros(k, dtype=dtype)
-    grad_feature, pre = np.zeros(rows, dtype=dtype), np.empty(rows, dtype=dtype)
-    for o in range(k):
-        grad_last_bias[o] = grad[o].sum()
-    for j in range(width):
-        unit = hidden[j]
-        pre[:] = zero
+    grad_feature = np.zeros(rows, dtype=dtype)
+    for t0 in range(0, rows, size):
+        count = min(size, rows - t0)
+        base = start + t0
+        _tile_hidden(first, bias, feature[t0 : t0 + count], table, base, count, tile_bits, low, high, use_tanh, hidden)
         for o in range(k):
-            g, weight, total = grad[o], last[o, j], zero
-            for i in range(rows):
-                total += g[i] * unit[i]
-                pre[i] += weight * g[i]
-            grad_last[o, j] = total
-        if use_tanh:  # through the activation
-            for i in range(rows):
-                pre[i] *= one - unit[i] * unit[i]
-        else:
-            for i in range(rows):
-                pre[i] = pre[i] if unit[i] > zero else zero
-        weight, total = first[j, num_bits], zero
-        for i in range(rows):
-            grad_feature[i] += weight * pre[i]
-            total += pre[i] * feature[i]
-        grad_first[j, num_bits] = total
-        # bit b's column: the sum over the rows whose bit b is set. From the top bit down: rows with
-        # bit b set are the block [2^b, 2^(b+1)); folding it onto [0, 2^b) leaves the lower bits' sums.
-        every_row = pre.sum()
-        count, bit = rows, 0
-        while (1 << bit) < rows:
-            bit += 1
-        while bit > 0:
-            bit -= 1
-            size = 1 << bit
-            if count > size:
-                upper, lower, on = pre[size:count], pre[: count - size], zero
-                for i in range(count - size):
-                    on += upper[i]
-                    lower[i] += upper[i]
-                grad_first[j, bit], count = on, size
-        grad_bias[j] = every_row
-        for b in range(num_bits):  # bit b of start + i is bit b of i or of start (their bits are disjoint)
-            on = grad_first[j, b] + (every_row if (start >> b) & 1 else zero)
-            grad_first[j, b] = low * every_row + (high - low) * on
+            grad_last_bias[o] += grad[o, t0 : t0 + count].sum()
+        for j in range(width):
+            unit = hidden[j]
+            pre[:count] = zero
+            for o in range(k):
+                g, weight, total = grad[o, t0 : t0 + count], last[o, j], zero
+                for i in range(count):
+                    total += g[i] * unit[i]
+                    pre[i] += weight * g[i]
+                grad_last[o, j] += total
+            if use_tanh:
+                for i in range(count):
+                    pre[i] *= one - unit[i] * unit[i]
+            else:
+                for i in range(count):
+                    pre[i] = pre[i] if unit[i] > zero else zero
+            weight, through_feature, tile_total = first[j, num_bits], zero, zero
+            rows_feature, rows_grad = feature[t0 : t0 + count], grad_feature[t0 : t0 + count]
+            accumulated = by_position[j]
+            for i in range(count):
+                rows_grad[i] += weight * pre[i]
+                through_feature += pre[i] * rows_feature[i]
+                accumulated[i] += pre[i]
+                tile_total += pre[i]
+            grad_first[j, num_bits] += through_feature
+            grad_bias[j] += tile_total
+            for b in range(tile_bits, num_bits):  # bits above the tile: the same for all its rows
+                if (base >> b) & 1:
+                    grad_first[j, b] += tile_total
+    _bit_columns(grad_first, grad_bias, by_position, tile_bits, low, high)
     return grad_first, grad_bias, grad_last, grad_last_bias, grad_feature
 
 
@@ -221,20 +283,21 @@ class CompiledMLP(torch.autograd.Function):
         squashed = torch.tanh(used * scale).numpy() if kind else used.numpy()  # torch's tanh is vectorized
         values, centre, spread = _feature(squashed, kind, typed(0))
         low, high, scale = typed(low), typed(high), typed(scale)
-        hidden = _hidden(_array(first), _array(first_bias), values, start, low, high, use_tanh)
-        # saved as tensors, so that a checkpointed chunk drops them and recomputes them in backward
-        ctx.save_for_backward(first, last, torch.from_numpy(values), torch.from_numpy(hidden))
+        out = _forward(_array(first), _array(first_bias), values, _array(last), _array(last_bias), start, low, high,
+                       use_tanh)  # fmt: skip
+        # no activations are kept (backward computes each tile's again): O(1) floats per row
+        ctx.save_for_backward(first, first_bias, last, torch.from_numpy(values))
         ctx.bits, ctx.feature = (start, low, high, use_tanh), (centre, spread, kind, scale)
         ctx.column = (column.shape, column.dtype)
-        return torch.from_numpy(_flat(_output(hidden, _array(last), _array(last_bias)).T)[:count])
+        return torch.from_numpy(_flat(out.T)[:count])
 
     @staticmethod
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
-        first, last, values, hidden = (_array(t) for t in ctx.saved_tensors)
-        rows, k = hidden.shape[1], last.shape[0]
-        by_row = np.zeros(rows * k, dtype=hidden.dtype)
+        first, first_bias, last, values = (_array(t) for t in ctx.saved_tensors)
+        rows, k = len(values), last.shape[0]
+        by_row = np.zeros(rows * k, dtype=values.dtype)
         by_row[: len(grad)] = _array(grad)
-        grads = _backward(first, last, values, hidden, _flat(by_row.reshape(rows, k).T).reshape(k, rows),
+        grads = _backward(first, first_bias, values, last, _flat(by_row.reshape(rows, k).T).reshape(k, rows),
                           *ctx.bits)  # fmt: skip
         centre, spread, kind, scale = ctx.feature
         shape, dtype = ctx.column

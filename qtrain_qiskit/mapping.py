@@ -113,7 +113,8 @@ class MappingModel(nn.Module):
     activations at a time: peak memory is a few vectors of M plus one chunk's activations,
     instead of M x (hidden sizes). The basis bits are not stored as an (M, N) matrix either:
     chunks start at multiples of 2^c, so the bits of their rows are a fixed (2^c, c) table of
-    low bits next to the chunk's constant high bits.
+    low bits next to the chunk's constant high bits. Where `compiled_mapping`'s loops run the MLP
+    they keep no activations at all (a tile of rows at a time) and take every row in one call.
 
     ``bit_init_scale`` multiplies PyTorch's initial weights on the basis bits. At 1 (torch's init) the
     bits, of unit variance, dominate the probability feature: weight i starts mostly as a smooth
@@ -215,7 +216,8 @@ class MappingModel(nn.Module):
 
     def forward(self, probs: torch.Tensor) -> torch.Tensor:
         """Generated weight vector of shape (num_weights,) from probabilities of shape (2^N,)."""
-        one_pass = self._loops(probs) and 2 <= self.num_rows <= self.chunk
+        # the loops keep no activations, so they take every row at once whatever the chunk
+        one_pass = self._loops(probs) and self.num_rows >= 2
         if one_pass and self.feature_args["alpha"] == self.feature_args["beta"] == 1:  # feature and MLP at once
             return self._compiled(probs, 0, self.num_rows, self.num_weights, self.features)
         if self.probability_input:

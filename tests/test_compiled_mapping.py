@@ -27,6 +27,7 @@ CASES = [  # rows, bits, hidden, k, start, signed, activation, feature
     (6676, 13, 20, 1, 0, True, "relu", "scaled"),  # the reference mapping
     (105, 7, 16, 64, 0, True, "relu", "standard"),  # mnist_hardware's
     (1000, 13, 5, 3, 4096 + 2048, False, "tanh", "raw"),  # a chunk that starts at 6144 (a multiple of 1024)
+    (3000, 14, 6, 2, 8192, False, "relu", "standard"),  # several tiles, the last one short, bits above them
     (7, 3, 4, 2, 8, True, "tanh", "scaled"),
     (2, 1, 3, 1, 0, True, "relu", "standard"),
 ]
