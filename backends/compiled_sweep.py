@@ -13,10 +13,16 @@ The loops are written so that LLVM vectorizes them, with as few passes over memo
 - a layer's qubits 0-2 (runs of 1, 2 and 4 pairs, which a pass per qubit cannot vectorize) take one
   pass over groups of 8 amplitudes, kept in registers, the loop over groups vectorized (float32 gains);
 - the other qubits go two at a time, each pass one loop per block over four contiguous runs;
-- the reverse sweep uncomputes the state beside the adjoint (the layers are orthogonal) in the same
-  passes, taking each qubit's overlap just before its own matrix is undone (`_undo_layer`); its
-  qubits 5-6 and 7-8 (runs of 32 and 128) have loops with the runs' length written in
-  (`_undo_5_6`), which skip the overlap checks the general loop pays on every short block;
+- the training path's forward keeps every layer's output state (each gather or sign product writes
+  a new buffer: no extra pass, 2^n amplitudes a permutation more memory, 18 MB at 19 qubits in
+  float32), and its reverse sweep reads each layer's overlaps from the kept state and the adjoint
+  (read only), then takes only the adjoint back through the layer with the forward's loops
+  (`_reverse_kept`): no state is uncomputed;
+- from a final state alone (another simulator's, on the card's path) the reverse sweep uncomputes the
+  state beside the adjoint (the layers are orthogonal) in the same passes, taking each qubit's
+  overlap just before its own matrix is undone (`_undo_layer`); its qubits 5-6 and 7-8 (runs of 32
+  and 128) have loops with the runs' length written in (`_undo_5_6`), which skip the overlap checks
+  the general loop pays on every short block;
 - a permutation is one gather into a second buffer, which then becomes the state; a sign vector one
   product. The ansatz's linear CNOT chain (cx(0, 1), cx(1, 2), ... in that order: amplitude i from
   i ^ (i << 1)) and its inverse are gathered at fixed offsets with no index array
@@ -198,6 +204,20 @@ def _prefix_gathers(state: np.ndarray, adjoint: np.ndarray, state_source: np.nda
         c &= mask
         _prefix_gather(state, state_source, h, 16 * c, 16 * (c ^ mask))
         _prefix_gather(adjoint, adjoint_source, h, 16 * c, 16 * (c ^ mask))
+
+
+@njit(cache=True)
+def _prefix_gathers_one(out: np.ndarray, source: np.ndarray) -> None:
+    """`_prefix_gathers` on one vector."""
+    mask = (out.shape[0] >> 4) - 1
+    for h in range(out.shape[0] >> 4):
+        c = h ^ (h << 1)
+        c ^= c << 2
+        c ^= c << 4
+        c ^= c << 8
+        c ^= c << 16
+        c &= mask
+        _prefix_gather(out, source, h, 16 * c, 16 * (c ^ mask))
 
 
 @njit(fastmath=FASTMATH, cache=True)
@@ -400,6 +420,120 @@ def _reverse(matrices: np.ndarray, kinds: np.ndarray, args: np.ndarray, inverse_
     return overlaps
 
 
+@njit(fastmath=FASTMATH, cache=True)
+def _forward_kept(matrices: np.ndarray, kinds: np.ndarray, args: np.ndarray, perms: np.ndarray, chain: np.ndarray,
+                  signs: np.ndarray, buffers: np.ndarray, kept: np.ndarray) -> int:  # fmt: skip
+    """`_forward` that keeps every layer's output state for `_reverse_kept`: each gather and sign
+    product writes the next row of ``buffers`` (one row more than there are of them), so the row a
+    layer was applied in (``kept[layer]``) is never written again. Returns the final state's row."""
+    buffers[0] = 0
+    buffers[0, 0] = 1
+    row = 0
+    for k in range(kinds.shape[0]):
+        state = buffers[row]
+        if kinds[k] == LAYER:
+            _apply_layer(state, matrices[args[k]])
+            kept[args[k]] = row
+            continue
+        out = buffers[row + 1]
+        if kinds[k] == PERM:
+            if chain[args[k]]:
+                _chain_gather(out, state)
+            else:
+                index = perms[args[k]]
+                for i in range(state.shape[0]):
+                    out[i] = state[index[i]]
+        else:
+            sign = signs[args[k]]
+            for i in range(state.shape[0]):
+                out[i] = state[i] * sign[i]
+        row += 1
+    return row
+
+
+@njit(fastmath=FASTMATH, cache=True)
+def _overlaps_low(state: np.ndarray, adjoint: np.ndarray) -> tuple[float, float, float]:
+    """The overlaps of qubits 0, 1, 2 (see `_reverse`), read in one pass over groups of 8 amplitudes."""
+    o0, o1, o2 = 0.0, 0.0, 0.0
+    for group in range(state.shape[0] // 8):
+        g = 8 * group
+        x0, x1, x2, x3 = state[g], state[g + 1], state[g + 2], state[g + 3]
+        x4, x5, x6, x7 = state[g + 4], state[g + 5], state[g + 6], state[g + 7]
+        y0, y1, y2, y3 = adjoint[g], adjoint[g + 1], adjoint[g + 2], adjoint[g + 3]
+        y4, y5, y6, y7 = adjoint[g + 4], adjoint[g + 5], adjoint[g + 6], adjoint[g + 7]
+        o0 += y1 * x0 - y0 * x1 + y3 * x2 - y2 * x3 + y5 * x4 - y4 * x5 + y7 * x6 - y6 * x7
+        o1 += y2 * x0 - y0 * x2 + y3 * x1 - y1 * x3 + y6 * x4 - y4 * x6 + y7 * x5 - y5 * x7
+        o2 += y4 * x0 - y0 * x4 + y5 * x1 - y1 * x5 + y6 * x2 - y2 * x6 + y7 * x3 - y3 * x7
+    return 0.5 * o0, 0.5 * o1, 0.5 * o2
+
+
+@njit(fastmath=FASTMATH, cache=True)
+def _overlaps_two(state: np.ndarray, adjoint: np.ndarray, qubit: int) -> tuple[float, float]:
+    """The overlaps of ``qubit`` and ``qubit + 1``, read in one pass (four runs per block of each vector)."""
+    stride, low, high = 1 << qubit, 0.0, 0.0
+    for base in range(0, state.shape[0], 4 * stride):
+        s0, s1 = state[base : base + stride], state[base + stride : base + 2 * stride]
+        s2, s3 = state[base + 2 * stride : base + 3 * stride], state[base + 3 * stride : base + 4 * stride]
+        a0, a1 = adjoint[base : base + stride], adjoint[base + stride : base + 2 * stride]
+        a2, a3 = adjoint[base + 2 * stride : base + 3 * stride], adjoint[base + 3 * stride : base + 4 * stride]
+        for i in range(stride):
+            low += a1[i] * s0[i] - a0[i] * s1[i] + a3[i] * s2[i] - a2[i] * s3[i]
+            high += a2[i] * s0[i] - a0[i] * s2[i] + a3[i] * s1[i] - a1[i] * s3[i]
+    return 0.5 * low, 0.5 * high
+
+
+@njit(fastmath=FASTMATH, cache=True)
+def _overlaps_one(state: np.ndarray, adjoint: np.ndarray, qubit: int) -> float:
+    """The overlap of ``qubit`` alone."""
+    stride, total = 1 << qubit, 0.0
+    for base in range(0, state.shape[0], 2 * stride):
+        s0, s1 = state[base : base + stride], state[base + stride : base + 2 * stride]
+        a0, a1 = adjoint[base : base + stride], adjoint[base + stride : base + 2 * stride]
+        for i in range(stride):
+            total += a1[i] * s0[i] - a0[i] * s1[i]
+    return 0.5 * total
+
+
+@njit(fastmath=FASTMATH, cache=True)
+def _layer_overlaps(state: np.ndarray, adjoint: np.ndarray, overlaps: np.ndarray) -> None:
+    """Every qubit's overlap of ``state`` and ``adjoint`` (both just after a layer), read only."""
+    n, qubit = overlaps.shape[0], 0
+    if n >= 3:
+        overlaps[0], overlaps[1], overlaps[2] = _overlaps_low(state, adjoint)
+        qubit = 3
+    while qubit + 1 < n:
+        overlaps[qubit], overlaps[qubit + 1] = _overlaps_two(state, adjoint, qubit)
+        qubit += 2
+    if qubit < n:
+        overlaps[qubit] = _overlaps_one(state, adjoint, qubit)
+
+
+@njit(fastmath=FASTMATH, cache=True)
+def _reverse_kept(transposed: np.ndarray, kinds: np.ndarray, args: np.ndarray, inverse_perms: np.ndarray,
+                  chain: np.ndarray, signs: np.ndarray, buffers: np.ndarray, kept: np.ndarray, adjoint: np.ndarray
+                  ) -> np.ndarray:  # fmt: skip
+    """`_reverse` from the states `_forward_kept` kept: per layer the overlaps are read from the kept
+    output and the adjoint, then only the adjoint is taken back through the layer (``transposed``:
+    the layers' transposed matrices, their inverses) and the permutations. ``adjoint`` is overwritten."""
+    overlaps = np.zeros((transposed.shape[0], transposed.shape[1]), dtype=adjoint.dtype)
+    scratch = np.empty_like(adjoint)
+    for k in range(kinds.shape[0] - 1, -1, -1):
+        if kinds[k] == LAYER:
+            _layer_overlaps(buffers[kept[args[k]]], adjoint, overlaps[args[k]])
+            _apply_layer(adjoint, transposed[args[k]])
+        elif kinds[k] == PERM:
+            if chain[args[k]]:
+                _prefix_gathers_one(scratch, adjoint)
+            else:
+                index = inverse_perms[args[k]]
+                for i in range(adjoint.shape[0]):
+                    scratch[i] = adjoint[index[i]]
+            adjoint, scratch = scratch, adjoint
+        else:
+            adjoint *= signs[args[k]]
+    return overlaps
+
+
 class CompiledPlan:
     """A compiled engine program as the arrays the two loops read (built once per program).
 
@@ -442,17 +576,37 @@ class CompiledPlan:
         state = np.zeros(self.size, dtype=self.dtype)
         return _forward(layers, self.kinds, self.args, self.perms, self.chain, self.signs, state)
 
+    def kept_states(self, layers: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The final state, with every layer's output state kept for `kept_overlaps` (`_forward_kept`)."""
+        buffers = np.empty((1 + int(np.sum(self.kinds != LAYER)), self.size), dtype=self.dtype)
+        kept = np.zeros(self.shape[0], dtype=np.int64)
+        row = _forward_kept(layers, self.kinds, self.args, self.perms, self.chain, self.signs, buffers, kept)
+        return buffers[row], buffers, kept
+
+    def kept_overlaps(self, layers: np.ndarray, buffers: np.ndarray, kept: np.ndarray, adjoint: np.ndarray
+                      ) -> np.ndarray:  # fmt: skip
+        """`overlaps` from the states `kept_states` kept (``adjoint`` is overwritten)."""
+        transposed = np.ascontiguousarray(layers.transpose(0, 1, 3, 2))
+        return _reverse_kept(transposed, self.kinds, self.args, self.inverse_perms, self.chain, self.signs, buffers,
+                             kept, adjoint)  # fmt: skip
+
     def overlaps(self, layers: np.ndarray, state: np.ndarray, adjoint: np.ndarray) -> np.ndarray:
         """(layers, n) overlaps of the reverse sweep from the final ``state`` and its ``adjoint``."""
         return _reverse(layers, self.kinds, self.args, self.inverse_perms, self.chain, self.signs, state, adjoint)
 
 
-def angle_gradient(program: Any, layers: np.ndarray, state: np.ndarray, grad_probs: np.ndarray) -> torch.Tensor:
+def angle_gradient(program: Any, layers: np.ndarray, state: np.ndarray, grad_probs: np.ndarray,
+                   kept: tuple[np.ndarray, np.ndarray] | None = None) -> torch.Tensor:  # fmt: skip
     """Gradient (1, P) of sum(grad_probs * state^2) from the final ``state`` (2^n,) of one parameter set,
     computed by this engine or by another exact simulator of the same circuit (Aer's, on the card's path);
-    ``layers``: `CompiledPlan.layers` of its slot matrices."""
+    ``layers``: `CompiledPlan.layers` of its slot matrices; ``kept``: the buffers and rows of
+    `CompiledPlan.kept_states` where this engine computed ``state`` (then the state is not uncomputed)."""
     adjoint = 2 * grad_probs.reshape(-1).astype(state.dtype, copy=False) * state
-    overlaps = torch.from_numpy(program.compiled.overlaps(layers, state, adjoint))
+    if kept is None:
+        overlaps = program.compiled.overlaps(layers, state, adjoint)
+    else:
+        overlaps = program.compiled.kept_overlaps(layers, *kept, adjoint)
+    overlaps = torch.from_numpy(overlaps)
     return program.adjoint.parameter_gradient(overlaps.reshape(1, -1), program.num_parameters)
 
 
@@ -460,16 +614,18 @@ class CompiledProbabilities(torch.autograd.Function):
     """P = state^2 of one parameter set, forward and reverse sweep each one compiled call.
 
     ``matrices``: the slot matrices of ``values`` (the engine's `_slot_matrices`), built by the caller.
+    The forward keeps every layer's output state (`CompiledPlan.kept_states`) for the reverse sweep.
     """
 
     @staticmethod
     def forward(ctx: Any, values: torch.Tensor, program: Any, matrices: torch.Tensor) -> torch.Tensor:
         layers = program.compiled.layers(matrices)  # converted once, read by both sweeps
-        state = program.compiled.state(layers)
+        state, buffers, kept = program.compiled.kept_states(layers)
         ctx.program, ctx.layers, ctx.state, ctx.values_dtype = program, layers, state, values.dtype
+        ctx.kept = (buffers, kept)
         return torch.from_numpy(state * state).view(1, -1)
 
     @staticmethod
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None, None]:
-        gradient = angle_gradient(ctx.program, ctx.layers, ctx.state, grad.numpy())
+        gradient = angle_gradient(ctx.program, ctx.layers, ctx.state, grad.numpy(), ctx.kept)
         return gradient.to(ctx.values_dtype), None, None

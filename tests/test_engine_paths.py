@@ -150,6 +150,24 @@ def test_compiled_chain_gathers_are_the_index_gathers(num_qubits):
     np.testing.assert_array_equal(out_adjoint, adjoint[plan.inverse_perms[0]])
 
 
+@pytest.mark.parametrize("name", ["two_qubits", "linear_7x3", "wide_mixed_13"])
+def test_compiled_reverse_from_kept_states_is_the_uncomputing_one(name):
+    """The training path's reverse sweep reads the states its forward kept; the one from a final state
+    alone (another simulator's, on the card's path) uncomputes it: both give the same overlaps."""
+    circuit = compiled_kernel_circuits()[name]
+    engine = backends.get_backend("torch_statevector", precision="float64")
+    program = engine.program(circuit)
+    plan = backends.compiled_sweep.CompiledPlan(program, torch.float64)
+    rng = np.random.default_rng(3)
+    values = torch.tensor(rng.uniform(-np.pi, np.pi, (1, circuit.num_parameters)))
+    layers = plan.layers(backends.torch_statevector._slot_matrices(program, values, torch.float64))
+    state, buffers, kept = plan.kept_states(layers)
+    np.testing.assert_array_equal(state, plan.state(layers))
+    adjoint = rng.normal(size=state.shape) * state
+    expected = plan.overlaps(layers, state, adjoint.copy())
+    np.testing.assert_allclose(plan.kept_overlaps(layers, buffers, kept, adjoint), expected, atol=1e-12)
+
+
 def test_an_angle_under_a_later_gate_takes_autograd_and_stays_exact():
     t = ParameterVector("t", 2)
     circuit = QuantumCircuit(2)
