@@ -141,10 +141,17 @@ def _low_qubits(state: np.ndarray, m0: np.ndarray, m1: np.ndarray, m2: np.ndarra
 @njit(fastmath=FASTMATH, cache=True)
 def _apply_layer(state: np.ndarray, layer: np.ndarray) -> None:
     """A layer's (n, 2, 2) matrices on their qubits: qubits 0-2 in one pass, then two qubits a pass."""
-    n, qubit = layer.shape[0], 0
-    if n >= 3:
+    qubit = 0
+    if layer.shape[0] >= 3:
         _low_qubits(state, layer[0], layer[1], layer[2])
         qubit = 3
+    _apply_from(state, layer, qubit)
+
+
+@njit(fastmath=FASTMATH, cache=True)
+def _apply_from(state: np.ndarray, layer: np.ndarray, qubit: int) -> None:
+    """A layer's matrices on its qubits from ``qubit`` on, two a pass."""
+    n = layer.shape[0]
     while qubit + 1 < n:
         _two_qubits(state, qubit, layer[qubit], layer[qubit + 1])
         qubit += 2
@@ -468,6 +475,40 @@ def _overlaps_low(state: np.ndarray, adjoint: np.ndarray) -> tuple[float, float,
 
 
 @njit(fastmath=FASTMATH, cache=True)
+def _overlaps_low_undo(
+    state: np.ndarray, adjoint: np.ndarray, m0: np.ndarray, m1: np.ndarray, m2: np.ndarray
+) -> tuple[float, float, float]:
+    """`_overlaps_low`, then ``m0``, ``m1``, ``m2`` on qubits 0-2 of ``adjoint`` in the same pass
+    (`_low_qubits`; the first matrices applied to the adjoint since the overlaps of the others)."""
+    a0, b0, c0, d0 = m0[0, 0], m0[0, 1], m0[1, 0], m0[1, 1]
+    a1, b1, c1, d1 = m1[0, 0], m1[0, 1], m1[1, 0], m1[1, 1]
+    a2, b2, c2, d2 = m2[0, 0], m2[0, 1], m2[1, 0], m2[1, 1]
+    o0, o1, o2 = 0.0, 0.0, 0.0
+    for group in range(state.shape[0] // 8):
+        g = 8 * group
+        x0, x1, x2, x3 = state[g], state[g + 1], state[g + 2], state[g + 3]
+        x4, x5, x6, x7 = state[g + 4], state[g + 5], state[g + 6], state[g + 7]
+        y0, y1, y2, y3 = adjoint[g], adjoint[g + 1], adjoint[g + 2], adjoint[g + 3]
+        y4, y5, y6, y7 = adjoint[g + 4], adjoint[g + 5], adjoint[g + 6], adjoint[g + 7]
+        o0 += y1 * x0 - y0 * x1 + y3 * x2 - y2 * x3 + y5 * x4 - y4 * x5 + y7 * x6 - y6 * x7
+        o1 += y2 * x0 - y0 * x2 + y3 * x1 - y1 * x3 + y6 * x4 - y4 * x6 + y7 * x5 - y5 * x7
+        o2 += y4 * x0 - y0 * x4 + y5 * x1 - y1 * x5 + y6 * x2 - y2 * x6 + y7 * x3 - y3 * x7
+        y0, y1 = _rotate(y0, y1, a0, b0, c0, d0)
+        y2, y3 = _rotate(y2, y3, a0, b0, c0, d0)
+        y4, y5 = _rotate(y4, y5, a0, b0, c0, d0)
+        y6, y7 = _rotate(y6, y7, a0, b0, c0, d0)
+        y0, y2 = _rotate(y0, y2, a1, b1, c1, d1)
+        y1, y3 = _rotate(y1, y3, a1, b1, c1, d1)
+        y4, y6 = _rotate(y4, y6, a1, b1, c1, d1)
+        y5, y7 = _rotate(y5, y7, a1, b1, c1, d1)
+        adjoint[g], adjoint[g + 4] = _rotate(y0, y4, a2, b2, c2, d2)
+        adjoint[g + 1], adjoint[g + 5] = _rotate(y1, y5, a2, b2, c2, d2)
+        adjoint[g + 2], adjoint[g + 6] = _rotate(y2, y6, a2, b2, c2, d2)
+        adjoint[g + 3], adjoint[g + 7] = _rotate(y3, y7, a2, b2, c2, d2)
+    return 0.5 * o0, 0.5 * o1, 0.5 * o2
+
+
+@njit(fastmath=FASTMATH, cache=True)
 def _overlaps_two(state: np.ndarray, adjoint: np.ndarray, qubit: int) -> tuple[float, float]:
     """The overlaps of ``qubit`` and ``qubit + 1``, read in one pass (four runs per block of each vector)."""
     stride, low, high = 1 << qubit, 0.0, 0.0
@@ -495,10 +536,10 @@ def _overlaps_one(state: np.ndarray, adjoint: np.ndarray, qubit: int) -> float:
 
 
 @njit(fastmath=FASTMATH, cache=True)
-def _layer_overlaps(state: np.ndarray, adjoint: np.ndarray, overlaps: np.ndarray) -> None:
-    """Every qubit's overlap of ``state`` and ``adjoint`` (both just after a layer), read only."""
-    n, qubit = overlaps.shape[0], 0
-    if n >= 3:
+def _layer_overlaps(state: np.ndarray, adjoint: np.ndarray, overlaps: np.ndarray, qubit: int) -> None:
+    """The overlaps of ``state`` and ``adjoint`` (both just after a layer) from ``qubit`` on, read only."""
+    n = overlaps.shape[0]
+    if qubit == 0 and n >= 3:
         overlaps[0], overlaps[1], overlaps[2] = _overlaps_low(state, adjoint)
         qubit = 3
     while qubit + 1 < n:
@@ -519,8 +560,16 @@ def _reverse_kept(transposed: np.ndarray, kinds: np.ndarray, args: np.ndarray, i
     scratch = np.empty_like(adjoint)
     for k in range(kinds.shape[0] - 1, -1, -1):
         if kinds[k] == LAYER:
-            _layer_overlaps(buffers[kept[args[k]]], adjoint, overlaps[args[k]])
-            _apply_layer(adjoint, transposed[args[k]])
+            state, layer, layer_overlaps = buffers[kept[args[k]]], transposed[args[k]], overlaps[args[k]]
+            if layer.shape[0] >= 3:  # qubits 0-2's overlaps in the pass that takes them back
+                _layer_overlaps(state, adjoint, layer_overlaps, 3)
+                layer_overlaps[0], layer_overlaps[1], layer_overlaps[2] = _overlaps_low_undo(
+                    state, adjoint, layer[0], layer[1], layer[2]
+                )
+                _apply_from(adjoint, layer, 3)
+            else:
+                _layer_overlaps(state, adjoint, layer_overlaps, 0)
+                _apply_layer(adjoint, layer)
         elif kinds[k] == PERM:
             if chain[args[k]]:
                 _prefix_gathers_one(scratch, adjoint)
