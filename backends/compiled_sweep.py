@@ -524,6 +524,28 @@ def _overlaps_two(state: np.ndarray, adjoint: np.ndarray, qubit: int) -> tuple[f
 
 
 @njit(fastmath=FASTMATH, cache=True)
+def _overlaps_three(state: np.ndarray, adjoint: np.ndarray, qubit: int) -> tuple[float, float, float]:
+    """The overlaps of ``qubit`` to ``qubit + 2``, read in one pass (eight runs per block of each vector)."""
+    stride, o0, o1, o2 = 1 << qubit, 0.0, 0.0, 0.0
+    for base in range(0, state.shape[0], 8 * stride):
+        s0, s1 = state[base : base + stride], state[base + stride : base + 2 * stride]
+        s2, s3 = state[base + 2 * stride : base + 3 * stride], state[base + 3 * stride : base + 4 * stride]
+        s4, s5 = state[base + 4 * stride : base + 5 * stride], state[base + 5 * stride : base + 6 * stride]
+        s6, s7 = state[base + 6 * stride : base + 7 * stride], state[base + 7 * stride : base + 8 * stride]
+        a0, a1 = adjoint[base : base + stride], adjoint[base + stride : base + 2 * stride]
+        a2, a3 = adjoint[base + 2 * stride : base + 3 * stride], adjoint[base + 3 * stride : base + 4 * stride]
+        a4, a5 = adjoint[base + 4 * stride : base + 5 * stride], adjoint[base + 5 * stride : base + 6 * stride]
+        a6, a7 = adjoint[base + 6 * stride : base + 7 * stride], adjoint[base + 7 * stride : base + 8 * stride]
+        for i in range(stride):
+            x0, x1, x2, x3, x4, x5, x6, x7 = s0[i], s1[i], s2[i], s3[i], s4[i], s5[i], s6[i], s7[i]
+            y0, y1, y2, y3, y4, y5, y6, y7 = a0[i], a1[i], a2[i], a3[i], a4[i], a5[i], a6[i], a7[i]
+            o0 += y1 * x0 - y0 * x1 + y3 * x2 - y2 * x3 + y5 * x4 - y4 * x5 + y7 * x6 - y6 * x7
+            o1 += y2 * x0 - y0 * x2 + y3 * x1 - y1 * x3 + y6 * x4 - y4 * x6 + y7 * x5 - y5 * x7
+            o2 += y4 * x0 - y0 * x4 + y5 * x1 - y1 * x5 + y6 * x2 - y2 * x6 + y7 * x3 - y3 * x7
+    return 0.5 * o0, 0.5 * o1, 0.5 * o2
+
+
+@njit(fastmath=FASTMATH, cache=True)
 def _overlaps_one(state: np.ndarray, adjoint: np.ndarray, qubit: int) -> float:
     """The overlap of ``qubit`` alone."""
     stride, total = 1 << qubit, 0.0
@@ -536,12 +558,17 @@ def _overlaps_one(state: np.ndarray, adjoint: np.ndarray, qubit: int) -> float:
 
 
 @njit(fastmath=FASTMATH, cache=True)
-def _layer_overlaps(state: np.ndarray, adjoint: np.ndarray, overlaps: np.ndarray, qubit: int) -> None:
-    """The overlaps of ``state`` and ``adjoint`` (both just after a layer) from ``qubit`` on, read only."""
+def _layer_overlaps(state: np.ndarray, adjoint: np.ndarray, overlaps: np.ndarray, qubit: int, three: bool) -> None:
+    """The overlaps of ``state`` and ``adjoint`` (both just after a layer) from ``qubit`` on, read only:
+    three qubits a pass with ``three`` (float32: 10-20% less a qubit, 2.3x more in float64 from runs
+    of 512 on, at 19 qubits), else two."""
     n = overlaps.shape[0]
     if qubit == 0 and n >= 3:
         overlaps[0], overlaps[1], overlaps[2] = _overlaps_low(state, adjoint)
         qubit = 3
+    while three and qubit + 2 < n:
+        overlaps[qubit], overlaps[qubit + 1], overlaps[qubit + 2] = _overlaps_three(state, adjoint, qubit)
+        qubit += 3
     while qubit + 1 < n:
         overlaps[qubit], overlaps[qubit + 1] = _overlaps_two(state, adjoint, qubit)
         qubit += 2
@@ -558,17 +585,18 @@ def _reverse_kept(transposed: np.ndarray, kinds: np.ndarray, args: np.ndarray, i
     the layers' transposed matrices, their inverses) and the permutations. ``adjoint`` is overwritten."""
     overlaps = np.zeros((transposed.shape[0], transposed.shape[1]), dtype=adjoint.dtype)
     scratch = np.empty_like(adjoint)
+    three = adjoint.itemsize == 4  # float32 (see `_layer_overlaps`)
     for k in range(kinds.shape[0] - 1, -1, -1):
         if kinds[k] == LAYER:
             state, layer, layer_overlaps = buffers[kept[args[k]]], transposed[args[k]], overlaps[args[k]]
             if layer.shape[0] >= 3:  # qubits 0-2's overlaps in the pass that takes them back
-                _layer_overlaps(state, adjoint, layer_overlaps, 3)
+                _layer_overlaps(state, adjoint, layer_overlaps, 3, three)
                 layer_overlaps[0], layer_overlaps[1], layer_overlaps[2] = _overlaps_low_undo(
                     state, adjoint, layer[0], layer[1], layer[2]
                 )
                 _apply_from(adjoint, layer, 3)
             else:
-                _layer_overlaps(state, adjoint, layer_overlaps, 0)
+                _layer_overlaps(state, adjoint, layer_overlaps, 0, three)
                 _apply_layer(adjoint, layer)
         elif kinds[k] == PERM:
             if chain[args[k]]:
