@@ -15,35 +15,43 @@ The loops are written so that LLVM vectorizes them, with as few passes over memo
 - the other qubits go two at a time, each pass one loop per block over four contiguous runs;
 - the training path's forward keeps every layer's output state (each gather or sign product writes
   a new buffer: no extra pass, 2^n amplitudes a permutation more memory, 18 MB at 19 qubits in
-  float32), and its reverse sweep reads each layer's overlaps from the kept state and the adjoint
-  (read only), then takes only the adjoint back through the layer with the forward's loops
-  (`_reverse_kept`): no state is uncomputed;
+  float32, 36 in float64, where allocating them fresh costs about 2.6 ms of a 15.8 ms forward), and
+  its reverse sweep reads each layer's overlaps from the kept state and the adjoint (read only;
+  three qubits a pass in float32), then takes only the adjoint back through the layer with the
+  forward's loops, qubits 0-2's overlaps in the pass that takes them back (`_reverse_kept`): no
+  state is uncomputed;
 - from a final state alone (another simulator's, on the card's path) the reverse sweep uncomputes the
   state beside the adjoint (the layers are orthogonal) in the same passes, taking each qubit's
   overlap just before its own matrix is undone (`_undo_layer`); its qubits 5-6 and 7-8 (runs of 32
   and 128) have loops with the runs' length written in (`_undo_5_6`), which skip the overlap checks
   the general loop pays on every short block;
-- a permutation is one gather into a second buffer, which then becomes the state; a sign vector one
+- a permutation is one gather into another buffer, which then becomes the state; a sign vector one
   product. The ansatz's linear CNOT chain (cx(0, 1), cx(1, 2), ... in that order: amplitude i from
   i ^ (i << 1)) and its inverse are gathered at fixed offsets with no index array
   (`_chain_gather`, `_prefix_gathers`; other permutations load theirs); the reverse sweep reads the
   final state through its first gather instead of copying it.
 
-Alternated against the previous loops (a copy of them, `state` + `overlaps` of the 8-block ansatz,
-40 turns, 13 from 17 qubits, one thread, 2 shared cores under another job's load), medians in ms,
-before / after: float32: 13 qubits 0.478 / 0.433, 15: 2.23 / 1.88, 17: 9.56 / 8.18, 19: 24.5 /
-20.9; float64: 13: 0.499 / 0.475, 15: 2.36 / 2.06, 17: 10.3 / 9.50, 19: 53.5 / 49.4. Of these, the
-chain gathers took the forward at 19 qubits in float32 from 8.26 (the same loops with the index
-loaded) to 7.25, and with the copy skipped the reverse from 24.6 (the previous loops) to 21.7; the
-32- and 128-runs' loops then the reverse from 18.9 to 17.1 (float64: 35.7 / 35.5).
+Alternated against the previous loops (a copy of them; `state` + `overlaps` of the 8-block ansatz
+against `kept_states` + `kept_overlaps`, the adjoint 2 g * state included; 40 turns, 13 from 17
+qubits, one thread, 2 shared cores, load about 1.5), medians in ms, before / after: float32:
+13 qubits 0.298 / 0.204, 15: 1.29 / 0.894, 17: 5.58 / 3.77, 19: 23.3 / 16.1; float64: 13: 0.487 /
+0.374, 15: 2.23 / 1.77, 17: 9.53 / 7.57, 19: 44.7 / 36.6 (the chain gathers, the 32- and 128-runs'
+loops and the skipped copy alone: float32 0.249, 1.07, 4.66, 19.9; float64 0.453, 1.98, 8.62,
+40.9). The cifar10_qt circuit part (`benchmark.part_steps`, 19 qubits, float32, the previous and
+these loops alternated in one process, 30 turns): 23.8 -> 17.2 ms. Per layer at 19 qubits in
+float32 the forward is about 0.15 ms for qubits 0-2, 0.13 for the pass over qubits 3-4 (runs of 8:
+shorter than the 16 lanes, so not vectorized) and 0.04-0.05 for each other pair, 0.15 for the chain
+gather; the kept reverse about 0.45 for the overlaps, 0.6 taking the adjoint back, 0.1 its gather.
 Measured and dropped (slower, alternated): cache blocking (a layer's low qubits applied to one
 2^11-2^12 block after another, then 2^15-2^16, the gather fused into the first block: at 19 qubits
 the passes over the whole state run about as fast as in-cache ones, 0.04 ms a pass in float32, so
-the kernels are not memory-bound; the short runs are what costs: a two-qubit pass over runs of 8
-takes 3x one over long runs, its reverse 4x); three qubits a pass (eight runs; 10-20% slower);
-the chain's index computed per amplitude (i ^ (i << 1), a gather instruction per element: slower
-than the loaded index); qubits 0-3 in one pass over groups of 16 (4x the 0-2 pass in float32);
-fixed-offset loops for runs of 8.
+the loops are not memory-bound; the short runs are what costs: a two-qubit pass over runs of 8
+takes 3x one over long runs, its uncomputing reverse 4x); three qubits a pass in the layer's loops
+(eight runs; 10-20% slower); the chain's index computed per amplitude (i ^ (i << 1): slower than the
+loaded index); qubits 0-3 in one pass over groups of 16 (4x the 0-2 pass in float32); loops with
+the runs' length 8 written in (numba leaves the SLP vectorizer off and LLVM's loop vectorizer skips
+loops of fewer than 16 iterations); state and adjoint interleaved in one vector; the overlaps of
+qubits 3-4 from one flat loop with masks.
 
 The figures below are the previous loops' against the torch sweep:
 
