@@ -300,44 +300,35 @@ def _undo_two(state: np.ndarray, adjoint: np.ndarray, qubit: int, m: np.ndarray,
     return 0.5 * low, 0.5 * high
 
 
-@njit(fastmath=FASTMATH, cache=True)
-def _undo_5_6(state: np.ndarray, adjoint: np.ndarray, m: np.ndarray, k: np.ndarray) -> tuple[float, float]:
-    """`_undo_two` on qubits 5 and 6, the runs' length (32) written in: one loop per block with fixed
-    offsets from one base per vector, where `_undo_two`'s eight slices per block pay LLVM's overlap
-    checks on every short block (half the time, alternated at 19 qubits in float32)."""
-    a, b, c, d = m[0, 0], m[1, 0], m[0, 1], m[1, 1]
-    e, f, g, h = k[0, 0], k[1, 0], k[0, 1], k[1, 1]
-    low, high = 0.0, 0.0
-    for block in range(state.shape[0] // 128):
-        for i in range(128 * block, 128 * block + 32):
-            s0, s1, s2, s3 = state[i], state[i + 32], state[i + 64], state[i + 96]
-            a0, a1, a2, a3 = adjoint[i], adjoint[i + 32], adjoint[i + 64], adjoint[i + 96]
-            low, s0, s1, a0, a1 = _undo_pair(low, s0, s1, a0, a1, a, b, c, d)
-            low, s2, s3, a2, a3 = _undo_pair(low, s2, s3, a2, a3, a, b, c, d)
-            high, state[i], state[i + 64], adjoint[i], adjoint[i + 64] = _undo_pair(high, s0, s2, a0, a2, e, f, g, h)
-            high, state[i + 32], state[i + 96], adjoint[i + 32], adjoint[i + 96] = _undo_pair(
-                high, s1, s3, a1, a3, e, f, g, h
-            )
-    return 0.5 * low, 0.5 * high
+def _undo_fixed(run: int) -> Any:
+    """`_undo_two` on the qubits whose runs are ``run`` and 2 ``run`` long, that length written in (a
+    constant of the compiled loop): one loop per block with fixed offsets from one base per vector,
+    where `_undo_two`'s eight slices per block pay LLVM's overlap checks on every short block (half the
+    time, alternated at 19 qubits in float32; with ``run`` an argument instead, 4-6x the time)."""
+
+    @njit(fastmath=FASTMATH, cache=True)
+    def undo(state: np.ndarray, adjoint: np.ndarray, m: np.ndarray, k: np.ndarray) -> tuple[float, float]:
+        a, b, c, d = m[0, 0], m[1, 0], m[0, 1], m[1, 1]
+        e, f, g, h = k[0, 0], k[1, 0], k[0, 1], k[1, 1]
+        low, high = 0.0, 0.0
+        for block in range(state.shape[0] // (4 * run)):
+            for i in range(4 * run * block, 4 * run * block + run):
+                s0, s1, s2, s3 = state[i], state[i + run], state[i + 2 * run], state[i + 3 * run]
+                a0, a1, a2, a3 = adjoint[i], adjoint[i + run], adjoint[i + 2 * run], adjoint[i + 3 * run]
+                low, s0, s1, a0, a1 = _undo_pair(low, s0, s1, a0, a1, a, b, c, d)
+                low, s2, s3, a2, a3 = _undo_pair(low, s2, s3, a2, a3, a, b, c, d)
+                high, state[i], state[i + 2 * run], adjoint[i], adjoint[i + 2 * run] = _undo_pair(
+                    high, s0, s2, a0, a2, e, f, g, h
+                )
+                high, state[i + run], state[i + 3 * run], adjoint[i + run], adjoint[i + 3 * run] = _undo_pair(
+                    high, s1, s3, a1, a3, e, f, g, h
+                )
+        return 0.5 * low, 0.5 * high
+
+    return undo
 
 
-@njit(fastmath=FASTMATH, cache=True)
-def _undo_7_8(state: np.ndarray, adjoint: np.ndarray, m: np.ndarray, k: np.ndarray) -> tuple[float, float]:
-    """`_undo_5_6` for qubits 7 and 8 (runs of 128)."""
-    a, b, c, d = m[0, 0], m[1, 0], m[0, 1], m[1, 1]
-    e, f, g, h = k[0, 0], k[1, 0], k[0, 1], k[1, 1]
-    low, high = 0.0, 0.0
-    for block in range(state.shape[0] // 512):
-        for i in range(512 * block, 512 * block + 128):
-            s0, s1, s2, s3 = state[i], state[i + 128], state[i + 256], state[i + 384]
-            a0, a1, a2, a3 = adjoint[i], adjoint[i + 128], adjoint[i + 256], adjoint[i + 384]
-            low, s0, s1, a0, a1 = _undo_pair(low, s0, s1, a0, a1, a, b, c, d)
-            low, s2, s3, a2, a3 = _undo_pair(low, s2, s3, a2, a3, a, b, c, d)
-            high, state[i], state[i + 256], adjoint[i], adjoint[i + 256] = _undo_pair(high, s0, s2, a0, a2, e, f, g, h)
-            high, state[i + 128], state[i + 384], adjoint[i + 128], adjoint[i + 384] = _undo_pair(
-                high, s1, s3, a1, a3, e, f, g, h
-            )
-    return 0.5 * low, 0.5 * high
+_undo_5_6, _undo_7_8 = _undo_fixed(32), _undo_fixed(128)  # qubits 5 and 6, 7 and 8
 
 
 @njit(fastmath=FASTMATH, cache=True)
