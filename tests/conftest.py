@@ -48,6 +48,7 @@ UNIT_MODULES = {
     "test_ansatz",
     "test_backend_options",
     "test_backends",
+    "test_compiled_mapping",
     "test_budget",
     "test_config",
     "test_data",
