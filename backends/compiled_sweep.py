@@ -194,6 +194,17 @@ def _chain_gather(out: np.ndarray, source: np.ndarray) -> None:
 
 
 @njit(cache=True)
+def _prefix_xor(h: int, mask: int) -> int:
+    """Bit k of the result: the XOR of bits 0-k of ``h`` (up to 32 bits), masked."""
+    c = h ^ (h << 1)
+    c ^= c << 2
+    c ^= c << 4
+    c ^= c << 8
+    c ^= c << 16
+    return c & mask
+
+
+@njit(cache=True)
 def _prefix_gather(out: np.ndarray, source: np.ndarray, h: int, even: int, odd: int) -> None:
     """One block of 16 of `_prefix_gathers`: outputs of even parity from ``even``, odd from ``odd``."""
     o, e, d = 16 * h, even, odd
@@ -211,12 +222,7 @@ def _prefix_gathers(state: np.ndarray, adjoint: np.ndarray, state_source: np.nda
     16-block of the block's own prefix XOR, the others from its complement, at fixed offsets."""
     mask = (state.shape[0] >> 4) - 1
     for h in range(state.shape[0] >> 4):
-        c = h ^ (h << 1)
-        c ^= c << 2
-        c ^= c << 4
-        c ^= c << 8
-        c ^= c << 16
-        c &= mask
+        c = _prefix_xor(h, mask)
         _prefix_gather(state, state_source, h, 16 * c, 16 * (c ^ mask))
         _prefix_gather(adjoint, adjoint_source, h, 16 * c, 16 * (c ^ mask))
 
@@ -226,13 +232,22 @@ def _prefix_gathers_one(out: np.ndarray, source: np.ndarray) -> None:
     """`_prefix_gathers` on one vector."""
     mask = (out.shape[0] >> 4) - 1
     for h in range(out.shape[0] >> 4):
-        c = h ^ (h << 1)
-        c ^= c << 2
-        c ^= c << 4
-        c ^= c << 8
-        c ^= c << 16
-        c &= mask
+        c = _prefix_xor(h, mask)
         _prefix_gather(out, source, h, 16 * c, 16 * (c ^ mask))
+
+
+@njit(cache=True)
+def _permute(out: np.ndarray, source: np.ndarray, chain: bool, index: np.ndarray, inverse: bool) -> None:
+    """``out`` = ``source`` through a program's permutation (``inverse``: its inverse; ``index`` is then
+    the inverse's): a linear CNOT chain at fixed offsets, any other through its index array."""
+    if chain:
+        if inverse:
+            _prefix_gathers_one(out, source)
+        else:
+            _chain_gather(out, source)
+    else:
+        for i in range(source.shape[0]):
+            out[i] = source[index[i]]
 
 
 @njit(fastmath=FASTMATH, cache=True)
@@ -245,12 +260,7 @@ def _forward(matrices: np.ndarray, kinds: np.ndarray, args: np.ndarray, perms: n
         if kinds[k] == LAYER:
             _apply_layer(state, matrices[args[k]])
         elif kinds[k] == PERM:
-            if chain[args[k]]:
-                _chain_gather(scratch, state)
-            else:
-                index = perms[args[k]]
-                for i in range(state.shape[0]):
-                    scratch[i] = state[index[i]]
+            _permute(scratch, state, chain[args[k]], perms[args[k]], False)
             state, scratch = scratch, state
         else:
             state *= signs[args[k]]
@@ -443,12 +453,7 @@ def _forward_kept(matrices: np.ndarray, kinds: np.ndarray, args: np.ndarray, per
             continue
         out = buffers[row + 1]
         if kinds[k] == PERM:
-            if chain[args[k]]:
-                _chain_gather(out, state)
-            else:
-                index = perms[args[k]]
-                for i in range(state.shape[0]):
-                    out[i] = state[index[i]]
+            _permute(out, state, chain[args[k]], perms[args[k]], False)
         else:
             sign = signs[args[k]]
             for i in range(state.shape[0]):
@@ -598,12 +603,7 @@ def _reverse_kept(transposed: np.ndarray, kinds: np.ndarray, args: np.ndarray, i
                 _layer_overlaps(state, adjoint, layer_overlaps, 0, three)
                 _apply_layer(adjoint, layer)
         elif kinds[k] == PERM:
-            if chain[args[k]]:
-                _prefix_gathers_one(scratch, adjoint)
-            else:
-                index = inverse_perms[args[k]]
-                for i in range(adjoint.shape[0]):
-                    scratch[i] = adjoint[index[i]]
+            _permute(scratch, adjoint, chain[args[k]], inverse_perms[args[k]], True)
             adjoint, scratch = scratch, adjoint
         else:
             adjoint *= signs[args[k]]
