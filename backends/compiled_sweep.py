@@ -463,27 +463,12 @@ def _forward_kept(matrices: np.ndarray, kinds: np.ndarray, args: np.ndarray, per
 
 
 @njit(fastmath=FASTMATH, cache=True)
-def _overlaps_low(state: np.ndarray, adjoint: np.ndarray) -> tuple[float, float, float]:
-    """The overlaps of qubits 0, 1, 2 (see `_reverse`), read in one pass over groups of 8 amplitudes."""
-    o0, o1, o2 = 0.0, 0.0, 0.0
-    for group in range(state.shape[0] // 8):
-        g = 8 * group
-        x0, x1, x2, x3 = state[g], state[g + 1], state[g + 2], state[g + 3]
-        x4, x5, x6, x7 = state[g + 4], state[g + 5], state[g + 6], state[g + 7]
-        y0, y1, y2, y3 = adjoint[g], adjoint[g + 1], adjoint[g + 2], adjoint[g + 3]
-        y4, y5, y6, y7 = adjoint[g + 4], adjoint[g + 5], adjoint[g + 6], adjoint[g + 7]
-        o0 += y1 * x0 - y0 * x1 + y3 * x2 - y2 * x3 + y5 * x4 - y4 * x5 + y7 * x6 - y6 * x7
-        o1 += y2 * x0 - y0 * x2 + y3 * x1 - y1 * x3 + y6 * x4 - y4 * x6 + y7 * x5 - y5 * x7
-        o2 += y4 * x0 - y0 * x4 + y5 * x1 - y1 * x5 + y6 * x2 - y2 * x6 + y7 * x3 - y3 * x7
-    return 0.5 * o0, 0.5 * o1, 0.5 * o2
-
-
-@njit(fastmath=FASTMATH, cache=True)
 def _overlaps_low_undo(
     state: np.ndarray, adjoint: np.ndarray, m0: np.ndarray, m1: np.ndarray, m2: np.ndarray
 ) -> tuple[float, float, float]:
-    """`_overlaps_low`, then ``m0``, ``m1``, ``m2`` on qubits 0-2 of ``adjoint`` in the same pass
-    (`_low_qubits`; the first matrices applied to the adjoint since the overlaps of the others)."""
+    """The overlaps of qubits 0, 1, 2 (see `_reverse`), read in one pass over groups of 8 amplitudes, and
+    ``m0``, ``m1``, ``m2`` on those qubits of ``adjoint`` in the same pass (`_low_qubits`; the first
+    matrices applied to the adjoint since the overlaps of the others)."""
     a0, b0, c0, d0 = m0[0, 0], m0[0, 1], m0[1, 0], m0[1, 1]
     a1, b1, c1, d1 = m1[0, 0], m1[0, 1], m1[1, 0], m1[1, 1]
     a2, b2, c2, d2 = m2[0, 0], m2[0, 1], m2[1, 0], m2[1, 1]
@@ -567,9 +552,6 @@ def _layer_overlaps(state: np.ndarray, adjoint: np.ndarray, overlaps: np.ndarray
     three qubits a pass with ``three`` (float32: 10-20% less a qubit, 2.3x more in float64 from runs
     of 512 on, at 19 qubits), else two."""
     n = overlaps.shape[0]
-    if qubit == 0 and n >= 3:
-        overlaps[0], overlaps[1], overlaps[2] = _overlaps_low(state, adjoint)
-        qubit = 3
     while three and qubit + 2 < n:
         overlaps[qubit], overlaps[qubit + 1], overlaps[qubit + 2] = _overlaps_three(state, adjoint, qubit)
         qubit += 3
